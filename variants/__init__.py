@@ -1,0 +1,1 @@
+"""One module per GAN variant; each registers itself with `@register`."""
