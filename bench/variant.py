@@ -99,6 +99,12 @@ class Variant(ABC):
         if "opt_g" in state:
             self.opt_g.load_state_dict(state["opt_g"])
             self.opt_d.load_state_dict(state["opt_d"])
+            # The config wins over the saved optimizer settings: PBT restores a checkpoint
+            # under a mutated config, and that config's learning rates must take effect.
+            c = self.cfg
+            for opt, lr in ((self.opt_g, c.lr_g), (self.opt_d, c.lr_d)):
+                for group in opt.param_groups:
+                    group["lr"], group["betas"] = lr, (c.beta1, c.beta2)
 
 
 def init_normal(module: nn.Module, std: float = 0.02) -> None:

@@ -1,0 +1,302 @@
+"""`bench` command line: subcommands with examples. User mistakes → one `error:` line, exit 2."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+from pathlib import Path
+
+from bench.errors import BenchError
+
+EXAMPLES = {
+    "run": """examples:
+  bench run --variants cgan,acgan,lsgan --preset smoke --output runs/smoke
+  bench run --variants cgan --preset standard --seeds 3 --set embed=concat
+  bench run --variants cgan,acgan --preset search --budget smoke --num-samples 6 --seeds 3 \\
+            --search optuna --scheduler asha --output runs/search
+  bench run --resume --output runs/search        # continue after a crash or Ctrl-C
+  bench run --variants cgan --preset standard --address auto --storage s3://bucket/bench \\
+            --tracking-uri http://mlflow:5000 --gpus-per-trial 0.25""",
+    "list": "examples:\n  bench list\n  bench list -v      # with every config field and its default",
+    "report": """examples:
+  bench report --output runs/smoke
+  bench report --tracking-uri sqlite:///runs/smoke/mlflow.db --experiment smoke --output /tmp/again""",
+    "ui": "examples:\n  bench ui --output runs/smoke\n  bench ui --tracking-uri sqlite:///runs/smoke/mlflow.db --port 5001",
+    "sample": "examples:\n  bench sample 3f2a… --output runs/smoke --n 10000 --out cgan.npz\n  bench evaluate cgan.npz",
+    "evaluate": "examples:\n  bench evaluate samples.npz\n  bench evaluate samples.npz --json --seed 0",
+    "evaluator": "examples:\n  bench evaluator check\n  bench evaluator train --seed 0 --out /tmp/evaluator.pt",
+    "data": "examples:\n  bench data verify --data-dir ../shared/data/mnist\n  bench data fetch",
+}
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, not usage + traceback-looking noise
+        raise BenchError(f"{message} (see `{self.prog} --help`)")
+
+
+def _sub(subs, name: str, help_text: str) -> argparse.ArgumentParser:
+    return subs.add_parser(name, help=help_text, description=help_text, epilog=EXAMPLES.get(name),
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def _store_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--output", help="experiment folder written by `bench run` (reads its experiment.json)")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: the --output folder's store)")
+    p.add_argument("--experiment", help="MLflow experiment name (with --tracking-uri)")
+
+
+def build_parser() -> Parser:
+    p = Parser(prog="bench", description="Compare GAN variants honestly: Ray Tune trials, a shipped MNIST "
+               "evaluator, MLflow records, markdown reports.")
+    subs = p.add_subparsers(dest="cmd", required=True, parser_class=Parser)
+
+    r = _sub(subs, "run", "train variants as Ray Tune trials, score them, log to MLflow, write the report")
+    r.add_argument("--variants", help="comma-separated names (see `bench list`)")
+    r.add_argument("--preset", default="smoke", help="smoke | standard | search (default smoke)")
+    r.add_argument("--budget", help="per-trial budget under --preset search: smoke | standard (default standard)")
+    r.add_argument("--seeds", type=int, help="seeds per variant (default 1; 5 for phase 2 of --preset search)")
+    r.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field, type-checked (repeatable)")
+    r.add_argument("--output", default=None, help="folder for everything of this experiment (default runs/<preset>)")
+    r.add_argument("--tracking-uri", help="MLflow URI (default sqlite:///<output>/mlflow.db)")
+    r.add_argument("--experiment", help="MLflow experiment name (default: the output folder's name)")
+    r.add_argument("--address", help="join a Ray cluster: auto or ray://host:10001 (default: start Ray locally)")
+    r.add_argument("--storage", help="Tune storage URI shared by all nodes, e.g. s3://bucket/path (with --address)")
+    r.add_argument("--num-samples", type=int, default=10, help="search trials per variant (default 10)")
+    r.add_argument("--space", default="narrow", help="search space: wide | narrow (default narrow)")
+    r.add_argument("--search", default="random", help="random | optuna (default random)")
+    r.add_argument("--scheduler", default="none", help="none | asha | pbt (default none)")
+    r.add_argument("--metric", default="eval/fid", help="metric the search optimises (default eval/fid)")
+    r.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per trial (default 1)")
+    r.add_argument("--gpus-per-trial", type=float, help="GPUs per trial, fractions pack trials (default 1 if any)")
+    r.add_argument("--max-concurrent", type=int, default=0, help="limit on concurrent trials (default: resources)")
+    r.add_argument("--max-failures", type=int, default=1, help="retries of a crashed trial from its checkpoint")
+    r.add_argument("--data-dir", help="folder with the four MNIST IDX files (default: BENCH_DATA_DIR, cache, download)")
+    r.add_argument("--resume", action="store_true", help="continue the experiment in --output")
+
+    ls = _sub(subs, "list", "show the registered variants")
+    ls.add_argument("-v", "--verbose", action="store_true", help="also list config fields with defaults")
+
+    rep = _sub(subs, "report", "write report.md (+ results.csv/json) from the MLflow store")
+    _store_args(rep)
+
+    ui = _sub(subs, "ui", "start the MLflow UI on an experiment's store (bound to 127.0.0.1)")
+    _store_args(ui)
+    ui.add_argument("--port", type=int, default=5000)
+    ui.add_argument("--host", default="127.0.0.1", help="interface to bind; anything else exposes the UI")
+
+    s = _sub(subs, "sample", "regenerate label-balanced samples from a finished run's checkpoint")
+    s.add_argument("run_id")
+    _store_args(s)
+    s.add_argument("--n", type=int, default=10000)
+    s.add_argument("--seed", type=int, help="noise seed (default: the run's seed, as its final evaluation)")
+    s.add_argument("--out", required=True, help="samples file to write (.npz)")
+
+    e = _sub(subs, "evaluate", "score a samples file (.npz: images, optional labels) with the evaluator")
+    e.add_argument("samples")
+    e.add_argument("--json", action="store_true", help="print JSON")
+    e.add_argument("--seed", type=int, default=0, help="seed of the KID subsets (a run's seed reproduces it)")
+    e.add_argument("--data-dir")
+
+    ev = _sub(subs, "evaluator", "train or check the MNIST evaluator")
+    evs = ev.add_subparsers(dest="action", required=True, parser_class=Parser)
+    t = evs.add_parser("train", help="train it reproducibly (seeded) on MNIST train")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--epochs", type=int, default=None)
+    t.add_argument("--out", required=True)
+    t.add_argument("--data-dir")
+    c = evs.add_parser("check", help="print test accuracy and sha256 of the shipped (or given) weights")
+    c.add_argument("--weights", help="weights file (default: the shipped ones)")
+    c.add_argument("--data-dir")
+
+    d = _sub(subs, "data", "fetch or verify MNIST")
+    ds = d.add_subparsers(dest="action", required=True, parser_class=Parser)
+    f = ds.add_parser("fetch", help="find or download MNIST, verify md5, cache it")
+    f.add_argument("--data-dir")
+    v = ds.add_parser("verify", help="check the md5 of each file in a folder")
+    v.add_argument("--data-dir")
+    return p
+
+
+def _store(args) -> tuple[str, str, str | None]:
+    """(tracking uri, experiment, session) from --output's experiment.json or --tracking-uri/--experiment."""
+    from bench.experiment import STATE, Session
+
+    if args.tracking_uri:
+        if not args.experiment:
+            raise BenchError("--tracking-uri needs --experiment NAME")
+        return args.tracking_uri, args.experiment, None
+    if not args.output:
+        raise BenchError("say which experiment: --output DIR (of a bench run) or --tracking-uri URI --experiment NAME")
+    out = Path(args.output)
+    if not (out / STATE).is_file():
+        raise BenchError(f"{out} holds no bench experiment ({STATE} missing); check --output")
+    s = Session.load(out)
+    return s.state["tracking_uri"], s.state["experiment"], s.id
+
+
+def cmd_run(args) -> int:
+    from bench import experiment, registry
+
+    if args.resume:
+        if not args.output:
+            raise BenchError("--resume needs --output DIR of the experiment to continue")
+        path = experiment.run(experiment.Options(variants=[], output=args.output), resume=True)
+    else:
+        if not args.variants:
+            raise BenchError(f"name the variants: --variants cgan,acgan (available: {', '.join(registry.names())})")
+        from bench.config import parse_sets
+
+        opts = experiment.Options(
+            variants=registry.parse_list(args.variants), preset=args.preset, budget=args.budget, seeds=args.seeds,
+            sets=parse_sets(args.sets), output=args.output or f"runs/{args.preset}", tracking_uri=args.tracking_uri,
+            experiment=args.experiment, address=args.address, storage=args.storage, num_samples=args.num_samples,
+            space=args.space, search=args.search, scheduler=args.scheduler, cpus_per_trial=args.cpus_per_trial,
+            gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent, max_failures=args.max_failures,
+            data_dir=args.data_dir, metric=args.metric, command=shlex.join(["bench", *sys.argv[1:]]))
+        path = experiment.run(opts)
+    print(f"report: {path}")
+    return 0
+
+
+def cmd_list(args) -> int:
+    import dataclasses
+
+    from bench import registry
+
+    for name in registry.names():
+        cls = registry.get(name)
+        print(f"{name:8s} {cls.summary}")
+        if args.verbose:
+            for f in dataclasses.fields(cls.Config):
+                print(f"    {f.name} = {f.default!r}  {f.metadata.get('doc', '')}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from bench.experiment import write_report
+
+    uri, exp, session = _store(args)
+    if not args.output:
+        raise BenchError("--output DIR: where to write report.md")
+    print(f"report: {write_report(uri, exp, session, Path(args.output))}")
+    return 0
+
+
+def cmd_ui(args) -> int:
+    import subprocess
+
+    uri, _, _ = _store(args)
+    if args.host != "127.0.0.1":
+        print(f"warning: binding the MLflow UI to {args.host} exposes every run to that network", file=sys.stderr)
+    return subprocess.call([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
+                            "--host", args.host, "--port", str(args.port)])
+
+
+def cmd_sample(args) -> int:
+    import torch
+
+    from bench import npz, registry, samples, tracking
+    from bench.config import build
+
+    uri, _, _ = _store(args)
+    if args.n < 2:
+        raise BenchError(f"--n must be >= 2, got {args.n}")
+    try:
+        run = tracking.client(uri).get_run(args.run_id)
+    except Exception:
+        raise BenchError(f"no run {args.run_id!r} in {uri}; copy a run id from the report or `bench ui`") from None
+    tags = run.data.tags
+    ckpt = tags.get("bench.checkpoint")
+    if not ckpt or not (Path(ckpt) / "state.pt").is_file():
+        raise BenchError(f"run {args.run_id} has no checkpoint on this machine ({ckpt}); it failed or ran elsewhere")
+    cls = registry.get(tags["bench.variant"])
+    cfg = build(cls.Config, json.loads(tags["bench.config"]))
+    variant = cls(cfg, "cpu")
+    state = torch.load(Path(ckpt) / "state.pt", map_location="cpu", weights_only=True)
+    variant.load_state_dict(state["variant"])
+    seed = cfg.seed if args.seed is None else args.seed
+    images, labels = samples.generate(variant, args.n, seed=seed)
+    npz.save_samples(args.out, images, labels if cls.conditional else None)
+    print(f"wrote {args.n} samples of {run.info.run_name} (seed {seed}) to {args.out}")
+    print(f"score them: bench evaluate {shlex.quote(args.out)} --seed {seed}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from bench import data, evaluator, metrics, npz
+
+    images, labels = npz.load_samples(args.samples)
+    net = evaluator.load()
+    mnist = data.load_mnist(data.resolve_data_dir(args.data_dir))
+    real = metrics.real_features(net, mnist.test_images, cache_dir=_user_cache() / "features")
+    scores = metrics.score(images, labels, evaluator=net, real_features=real, seed=args.seed)
+    scores |= {"n": len(images), "evaluator_sha256": evaluator.WEIGHTS_SHA256, "seed": args.seed}
+    if args.json:
+        print(json.dumps(scores, indent=1, sort_keys=True))
+    else:
+        for key, value in scores.items():
+            arrow = "" if not key.startswith("eval/") else (" ↑" if metrics.higher_is_better(key) else " ↓")
+            print(f"{key:28s} {value:.6g}{arrow}" if isinstance(value, float) else f"{key:28s} {value}")
+    return 0
+
+
+def _user_cache() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "gan-bench"
+
+
+def cmd_evaluator(args) -> int:
+    from bench import data, evaluator
+
+    mnist = data.load_mnist(data.resolve_data_dir(args.data_dir))
+    if args.action == "train":
+        kw = {"epochs": args.epochs} if args.epochs else {}
+        net = evaluator.train(mnist, seed=args.seed, **kw)
+        sha = evaluator.save(net, args.out)
+        print(f"test accuracy {evaluator.accuracy(net, mnist.test_images, mnist.test_labels):.4%}  sha256 {sha}")
+        print(f"wrote {args.out}")
+        return 0
+    net = evaluator.load(path=args.weights)
+    acc = evaluator.accuracy(net, mnist.test_images, mnist.test_labels)
+    sha = evaluator.file_sha256(args.weights) if args.weights else evaluator.WEIGHTS_SHA256
+    print(f"test accuracy {acc:.4%} on {len(mnist.test_labels)} MNIST test images  sha256 {sha}")
+    return 0
+
+
+def cmd_data(args) -> int:
+    from bench import data
+
+    if args.action == "fetch":
+        print(f"MNIST verified in {data.fetch(args.data_dir)}")
+        return 0
+    root = data.resolve_data_dir(args.data_dir)
+    for name, status in data.verify_dir(root):
+        print(f"{status:10s} {name}")
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "list": cmd_list, "report": cmd_report, "ui": cmd_ui, "sample": cmd_sample,
+            "evaluate": cmd_evaluate, "evaluator": cmd_evaluator, "data": cmd_data}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from bench.experiment import Interrupted
+
+    try:
+        args = build_parser().parse_args(argv)
+        return COMMANDS[args.cmd](args)
+    except BenchError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except (Interrupted, KeyboardInterrupt):
+        out = getattr(locals().get("args"), "output", None) or "DIR"
+        print(f"interrupted; results so far are kept. Continue with: bench run --resume --output {out}",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
