@@ -172,7 +172,7 @@ class Describe:
         flat = dict(trial.config) | (trial.config.get("arm") or {})
         params = asdict(cfg)
         tags = {"bench.variant": variant_cls.name, "bench.preset": flat["preset"], "bench.seed": str(cfg.seed),
-                "bench.phase": self.phase.split("-")[0], "bench.commit": self.commit,
+                "bench.phase": self.phase.split("-")[0], "bench.tuner": self.phase, "bench.commit": self.commit,
                 "bench.evaluator_sha256": self.evaluator_sha256,
                 "bench.config": json.dumps(params, sort_keys=True)}
         return tune_mod.run_name(trial.config, trial.trial_id), params, tags
@@ -203,6 +203,12 @@ def _phase(session: Session, name: str, make_space, ctx, describe: Describe, opt
     phase = state["phases"].setdefault(name, {})
     if phase.get("done"):
         return None
+    storage = opts.storage or str((session.out / "ray").resolve())
+    path = f"{storage.rstrip('/')}/{name}"
+    restorable = tune.Tuner.can_restore(path)
+    if "parent" in phase and not restorable:
+        # Killed before Tune saved any state: this phase starts over under new trial ids.
+        tracking.supersede(uri, exp_id, session.id, name)
     if "parent" not in phase:
         phase["parent"] = tracking.start_parent(uri, exp_id, f"{state['experiment']}:{name}", {
             "bench.session": session.id, "bench.phase": name.split("-")[0],
@@ -210,9 +216,7 @@ def _phase(session: Session, name: str, make_space, ctx, describe: Describe, opt
         session.save()
     else:
         tracking.client(uri).update_run(phase["parent"], status="RUNNING")
-    storage = opts.storage or str((session.out / "ray").resolve())
-    path = f"{storage.rstrip('/')}/{name}"
-    if tune.Tuner.can_restore(path):
+    if restorable:
         print(f"[bench] resuming phase {name} from {path}", flush=True)
         tuner = tune_mod.restore_tuner(path, ctx)
     else:
@@ -225,7 +229,7 @@ def _phase(session: Session, name: str, make_space, ctx, describe: Describe, opt
         raise Interrupted(name)
     phase["done"] = True
     phase["rows"] = [(r.config, {k: v for k, v in r.metrics.items() if k in (ctx.metric, "final", "diverged")})
-                     for r in grid if r.metrics]
+                     for r in grid if r.metrics and r.config]
     session.save()
     tracking.client(uri).set_terminated(phase["parent"], "FINISHED")
     return grid

@@ -77,7 +77,17 @@ def start_parent(uri: str, experiment_id: str, name: str, tags: dict[str, str]) 
 def _trial_runs(c, experiment_id: str, session: str) -> dict[str, Any]:
     runs = c.search_runs([experiment_id], filter_string=f"tags.`bench.session` = '{session}' "
                                                        "and tags.`bench.kind` = 'trial'", max_results=50000)
-    return {r.data.tags["bench.trial_id"]: r for r in runs}
+    return {r.data.tags["bench.trial_id"]: r for r in runs if "bench.superseded" not in r.data.tags}
+
+
+def supersede(uri: str, experiment_id: str, session: str, tuner: str) -> None:
+    """Close and hide the runs of a Tuner that is started over (its trials get new ids)."""
+    c = client(uri)
+    for run in _trial_runs(c, experiment_id, session).values():
+        if run.data.tags.get("bench.tuner") == tuner:
+            c.set_tag(run.info.run_id, "bench.superseded", "1")
+            if run.info.status == "RUNNING":
+                c.set_terminated(run.info.run_id, "KILLED")
 
 
 def _batch_metrics(result: dict[str, Any], last_step: int):

@@ -19,3 +19,28 @@ def mnist():
     from bench.data import load_mnist
 
     return load_mnist()
+
+
+@pytest.fixture(scope="session")
+def evaluator():
+    """The shipped, frozen evaluator (sha256-checked)."""
+    from bench.evaluator import load
+
+    return load()
+
+
+@pytest.fixture(scope="session")
+def feature_cache(tmp_path_factory):
+    """A per-session real-features cache, so tests never read or fill the user's ~/.cache."""
+    return tmp_path_factory.mktemp("features")
+
+
+@pytest.fixture(scope="session")
+def real_test_features(evaluator, mnist, feature_cache):
+    """(10000, 128) float64 evaluator features of the real test set: the FID/KID reference."""
+    from bench.metrics import real_features
+
+    return real_features(evaluator, mnist.test_images, cache_dir=feature_cache)
+import sys  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).parent))  # tests/e2e.py helpers

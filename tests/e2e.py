@@ -1,0 +1,53 @@
+"""Helpers for the end-to-end tests: tiny budgets and reading the MLflow store back."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from mlflow.tracking import MlflowClient
+
+# A budget that exercises every part (periodic eval, checkpoints, final eval) in seconds.
+TINY = ["--set", "steps=40", "--set", "eval_every=20", "--set", "batch_size=32", "--set", "log_every=1",
+        "--set", "eval_n=200", "--set", "final_n=400"]
+
+
+def store(out: Path) -> MlflowClient:
+    return MlflowClient(f"sqlite:///{out.resolve() / 'mlflow.db'}")
+
+
+def trial_runs(out: Path) -> list:
+    c = store(out)
+    exp = c.search_experiments()[0]
+    return c.search_runs([exp.experiment_id], filter_string="tags.`bench.kind` = 'trial'")
+
+
+def all_runs(out: Path) -> list:
+    c = store(out)
+    return [r for e in c.search_experiments() for r in c.search_runs([e.experiment_id])]
+
+
+def loss_steps(out: Path, run_id: str) -> list[int]:
+    return sorted(m.step for m in store(out).get_metric_history(run_id, "loss/d"))
+
+
+def start_driver(args: list[str], env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "bench", "run", *args], env=os.environ | env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def wait_for_checkpoint(out: Path, proc: subprocess.Popen, timeout: float = 240) -> None:
+    """Block until some trial has saved a checkpoint (the driver is mid-experiment)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if list((out / "ray").glob("*/*/checkpoint_*/state.pt")):
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"driver ended early:\n{proc.stdout.read()}")
+        time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGKILL)
+    raise AssertionError("no checkpoint appeared")
