@@ -224,8 +224,8 @@ def _phase(session: Session, name: str, make_space, ctx, describe: Describe, opt
         tuner = tune_mod.build_tuner(name=name, storage=storage, param_space=make_space(), ctx=ctx,
                                      callbacks=callbacks, max_failures=opts.max_failures,
                                      max_concurrent=opts.max_concurrent, **tuner_kw)
-    grid = tuner.fit()
-    if len(grid) < expected or grid.num_terminated + grid.num_errors < len(grid):
+    grid, interrupted = _fit(tuner)
+    if interrupted or len(grid) < expected or grid.num_terminated + grid.num_errors < len(grid):
         raise Interrupted(name)
     phase["done"] = True
     phase["rows"] = [(r.config, {k: v for k, v in r.metrics.items() if k in (ctx.metric, "final", "diverged")})
@@ -233,6 +233,26 @@ def _phase(session: Session, name: str, make_space, ctx, describe: Describe, opt
     session.save()
     tracking.client(uri).set_terminated(phase["parent"], "FINISHED")
     return grid
+
+
+def _fit(tuner):
+    """Tuner.fit(), and whether Ctrl-C ended it.
+
+    Tune handles the first SIGINT itself (saves state, returns normally) and then puts back
+    the handler it found; finding ours back in place is how we know the stop was a Ctrl-C.
+    """
+    import signal
+
+    def marker(sig, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, marker)
+    try:
+        grid = tuner.fit()
+    finally:
+        interrupted = signal.getsignal(signal.SIGINT) is marker
+        signal.signal(signal.SIGINT, previous)
+    return grid, interrupted
 
 
 def run(opts: Options, resume: bool = False) -> Path:
@@ -343,4 +363,7 @@ def write_report(uri: str, experiment: str, session: str | None, out: Path) -> P
         runs, history, meta = tracking.load_session(uri, experiment, session, Path(tmp))
         if runs.empty:
             raise BenchError(f"experiment {experiment!r} has no trial runs to report yet")
+        for key in meta.get("higher_is_better", {}):
+            if key not in runs:
+                runs[key] = float("nan")  # e.g. every trial diverged: the table still has the column
         return report.write_report(runs, history, meta, out)

@@ -55,9 +55,23 @@ def penalized(result: dict[str, Any], ctx: TrialContext) -> dict[str, Any]:
     return result
 
 
+def quiet() -> None:
+    """Keep the console to our progress lines: Ray's per-checkpoint INFO and its
+    'no result.json' warning (we log to MLflow, not to Tune's files) say nothing to a user."""
+    import logging
+    import warnings
+
+    warnings.filterwarnings("ignore", message=".*will save all extracted features in buffer.*")
+    for name in ("ray.train", "ray.tune", "ray.tune.analysis.experiment_analysis"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
 def trainable(config: dict[str, Any], ctx: TrialContext) -> None:
     from bench import evaluator, metrics
     from bench.data import load_mnist
+
+    quiet()
 
     torch.set_num_threads(max(1, int(ctx.cpus)))  # Ray leaves OMP threads alone once set
     device = "cuda" if ctx.gpus > 0 and torch.cuda.is_available() else "cpu"
@@ -121,7 +135,8 @@ class Progress(tune.Callback):
     """One line per trial result, so a CPU run shows it is alive."""
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        flat = {k: v for k, v in result.items() if k.startswith(("eval/fid", "eval/label_accuracy", "perf/img"))}
+        shown_keys = ("perf/img",) if result.get("diverged") else ("eval/fid", "eval/label_accuracy", "perf/img")
+        flat = {k: v for k, v in result.items() if k.startswith(shown_keys)}
         shown = "  ".join(f"{k.split('/')[-1]} {v:.3g}" for k, v in flat.items() if isinstance(v, float))
         state = "diverged" if result.get("diverged") else ("done" if result.get("final") else "")
         print(f"[bench] {run_name(trial.config, trial.trial_id)} step {result['step']}  {shown} {state}", flush=True)
@@ -159,6 +174,7 @@ def init_ray(address: str | None) -> dict[str, float]:
     if address is None:
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    quiet()
     try:
         ray.init(address=address, include_dashboard=False, logging_level="WARNING",
                  ignore_reinit_error=True, log_to_driver=True)
