@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
 import sys
 from pathlib import Path
@@ -231,8 +230,8 @@ def cmd_evaluate(args) -> int:
 
     images, labels = npz.load_samples(args.samples)
     net = evaluator.load()
-    mnist = data.load_mnist(data.resolve_data_dir(args.data_dir))
-    real = metrics.real_features(net, mnist.test_images, cache_dir=_user_cache() / "features")
+    mnist = data.load_mnist(args.data_dir)
+    real = metrics.real_features(net, mnist.test_images, cache_dir=data.cache_root() / "features")
     scores = metrics.score(images, labels, evaluator=net, real_features=real, seed=args.seed)
     scores |= {"n": len(images), "evaluator_sha256": evaluator.WEIGHTS_SHA256, "seed": args.seed}
     if args.json:
@@ -244,14 +243,10 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
-def _user_cache() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "gan-bench"
-
-
 def cmd_evaluator(args) -> int:
     from bench import data, evaluator
 
-    mnist = data.load_mnist(data.resolve_data_dir(args.data_dir))
+    mnist = data.load_mnist(args.data_dir)
     if args.action == "train":
         kw = {"epochs": args.epochs} if args.epochs else {}
         net = evaluator.train(mnist, seed=args.seed, **kw)
@@ -273,8 +268,13 @@ def cmd_data(args) -> int:
         print(f"MNIST verified in {data.fetch(args.data_dir)}")
         return 0
     root = data.resolve_data_dir(args.data_dir)
-    for name, status in data.verify_dir(root):
+    statuses = data.verify_dir(root)
+    for name, status in statuses:
         print(f"{status:10s} {name}")
+    bad = [f"{name} {status}" for name, status in statuses if status != "ok"]
+    if bad:
+        raise BenchError(f"MNIST in {root} is not usable ({', '.join(bad)}); `bench data fetch` "
+                         "downloads verified copies, or point --data-dir at the official files")
     return 0
 
 

@@ -53,7 +53,9 @@ class Options:
 
     @property
     def n_seeds(self) -> int:
-        return self.seeds or (5 if self.preset == "search" else 1)
+        if self.seeds is not None:
+            return self.seeds
+        return 5 if self.preset == "search" else 1
 
 
 def sanitize(name: str) -> str:
@@ -272,9 +274,9 @@ def run(opts: Options, resume: bool = False) -> Path:
         configs = check(opts)
         prepare_output(out, resume=False)
         session = new_session(out, opts)
+    mnist = data.load_mnist(opts.data_dir)  # verifies, or fetches into the cache, before Ray starts
     data_dir = str(data.resolve_data_dir(opts.data_dir))
     net = evaluator.load()
-    mnist = data.load_mnist(data_dir)
     cache = out / "cache"
     metrics.real_features(net, mnist.test_images, cache_dir=cache)
     final_n = next(iter(configs.values())).final_n
