@@ -137,7 +137,7 @@ def _store(args) -> tuple[str, str, str | None]:
     return s.state["tracking_uri"], s.state["experiment"], s.id
 
 
-def cmd_run(args) -> int:
+def cmd_run(args, argv: list[str]) -> int:
     from bench import experiment, registry
 
     if args.resume:
@@ -155,7 +155,7 @@ def cmd_run(args) -> int:
             experiment=args.experiment, address=args.address, storage=args.storage, num_samples=args.num_samples,
             space=args.space, search=args.search, scheduler=args.scheduler, cpus_per_trial=args.cpus_per_trial,
             gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent, max_failures=args.max_failures,
-            data_dir=args.data_dir, metric=args.metric, command=shlex.join(["bench", *sys.argv[1:]]))
+            data_dir=args.data_dir, metric=args.metric, command=shlex.join(["bench", *argv]))
         path = experiment.run(opts)
     print(f"report: {path}")
     return 0
@@ -278,7 +278,7 @@ def cmd_data(args) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "list": cmd_list, "report": cmd_report, "ui": cmd_ui, "sample": cmd_sample,
+COMMANDS = {"list": cmd_list, "report": cmd_report, "ui": cmd_ui, "sample": cmd_sample,
             "evaluate": cmd_evaluate, "evaluator": cmd_evaluator, "data": cmd_data}
 
 
@@ -286,7 +286,10 @@ def main(argv: list[str] | None = None) -> int:
     from bench.experiment import Interrupted
 
     try:
+        argv = sys.argv[1:] if argv is None else argv
         args = build_parser().parse_args(argv)
+        if args.cmd == "run":
+            return cmd_run(args, argv)
         return COMMANDS[args.cmd](args)
     except BenchError as e:
         print(f"error: {e}", file=sys.stderr)

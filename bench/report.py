@@ -402,8 +402,10 @@ def _provenance(meta: dict) -> list[str]:
               ("hardware", get("hardware")), ("experiment", get("experiment")), ("tracking URI", get("tracking_uri"))]
     width = max(len(name) for name, _ in fields) + 2
     return (["## Provenance", "", "```text"] + [f"{name + ':':<{width}}{value}" for name, value in fields] + ["```", "",
-            f"To reproduce any row, take its run_id from results.csv and run "
-            f"`bench sample RUN_ID --n {get('n_samples')} --out s.npz` then `bench evaluate s.npz`.", ""])
+            f"To reproduce any row, take its run_id and seed from results.csv and run "
+            f"`bench sample RUN_ID --tracking-uri {get('tracking_uri')} --experiment {get('experiment')} "
+            f"--n {get('n_samples')} --out s.npz` then `bench evaluate s.npz --seed SEED` "
+            f"(the KID subsets are drawn with the run's seed).", ""])
 
 
 # --- machine-readable twins ----------------------------------------------------------------------

@@ -143,7 +143,8 @@ def test_trial_table_shows_failures_and_provenance(written):
     assert "| pruned |" in pruned and "| 5 |" not in pruned
     assert f"Best after all: {fmt('eval/fid', 22.0)}." in text  # neither the pruned 5.0 nor a NaN
     assert COMMAND in text and "f" * 64 in text
-    assert "bench sample RUN_ID --n 10000 --out s.npz" in text and "bench evaluate s.npz" in text
+    assert "bench sample RUN_ID --tracking-uri " in text and "--n 10000 --out s.npz" in text
+    assert "bench evaluate s.npz --seed SEED" in text
 
 
 def test_assets_are_linked_and_exist(written):
