@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,10 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("BENCH_DATA_DIR", str(REPO.parent / "shared" / "data" / "mnist"))
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# One thread: Ray trials of the end-to-end tests run beside the test process on 2 cores, and a
+# 2-thread pool makes every small op wait for a descheduled worker (score at N=300: 8 s vs 0.3 s).
+torch.set_num_threads(1)
+sys.path.insert(0, str(Path(__file__).parent))  # tests/e2e.py helpers
 
 
 @pytest.fixture(scope="session")
@@ -41,6 +45,3 @@ def real_test_features(evaluator, mnist, feature_cache):
     from bench.metrics import real_features
 
     return real_features(evaluator, mnist.test_images, cache_dir=feature_cache)
-import sys  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).parent))  # tests/e2e.py helpers

@@ -1,0 +1,250 @@
+"""Scores of generated digits, all measured by the shipped evaluator (never by Inception).
+
+FID/KID live in the evaluator's 128-d feature space (torchmetrics with a custom feature module);
+the label metrics use its softmax. `score` runs the evaluator once over the samples and takes
+the real side from cached features, so no call re-reads real images.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torchmetrics import Metric
+from torchmetrics.image.fid import FrechetInceptionDistance
+from torchmetrics.image.kid import KernelInceptionDistance
+from torchmetrics.utilities import dim_zero_cat
+
+from bench.data import Mnist, cache_root
+from bench.evaluator import Evaluator, batched, device_of, fingerprint, to_input
+
+NUM_CLASSES = 10
+KID_SUBSETS = 50  # torchmetrics defaults to 100; 50 keeps score() at N=10k under ~10 s on one thread
+KID_SUBSET_SIZE = 1000
+COVERAGE_SHARE = 0.1  # a class is covered if it gets >= 10% of its fair share (1/10) of the samples
+
+
+class EvaluatorFeatures(nn.Module):
+    """The torchmetrics `feature=` module: images (uint8 N×28×28 or float N×1×28×28 in [-1, 1])
+    → evaluator.features. A 2-D (N, 128) input is taken as features already computed, which
+    lets score() feed FID and KID from a single evaluator pass and real features from the cache."""
+
+    def __init__(self, evaluator: Evaluator) -> None:
+        super().__init__()
+        if evaluator.training:
+            raise ValueError("the evaluator must be frozen (evaluator.load() or .freeze()): dropout would add noise")
+        self.evaluator = evaluator
+        self.num_features = evaluator.num_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # float64 out: torchmetrics returns FID in this dtype, and KID's kernel sums cancel badly in float32.
+        if x.dim() == 2 and x.shape[1] == self.num_features:
+            return x.double()
+        with torch.no_grad():
+            return self.evaluator.features(to_input(x).to(device_of(self.evaluator))).cpu().double()
+
+
+def fid_metric(evaluator: Evaluator) -> FrechetInceptionDistance:
+    # normalize=True only sets the dummy-input dtype; with a custom module nothing is rescaled.
+    return FrechetInceptionDistance(feature=EvaluatorFeatures(evaluator), input_img_size=(1, 28, 28),
+                                    normalize=True, reset_real_features=False)
+
+
+def kid_metric(evaluator: Evaluator, subset_size: int = KID_SUBSET_SIZE) -> KernelInceptionDistance:
+    """Subsets are drawn with torch's global RNG: seed around compute() (score does)."""
+    with warnings.catch_warnings():
+        # "will save all extracted features": 10k × 128 float64 is 10 MB, not worth a warning per call.
+        warnings.filterwarnings("ignore", message=".*save all extracted features.*")
+        return KernelInceptionDistance(feature=EvaluatorFeatures(evaluator), subsets=KID_SUBSETS,
+                                       subset_size=subset_size, normalize=True, reset_real_features=False)
+
+
+class LabelAccuracy(Metric):
+    """Share of conditional samples G(z, y) that the evaluator labels y; update(logits, labels).
+    compute() → (overall, per-class tensor of 10; NaN for a class never asked for)."""
+
+    higher_is_better = True
+    full_state_update = False
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.add_state("correct", torch.zeros(NUM_CLASSES, dtype=torch.long), dist_reduce_fx="sum")
+        self.add_state("total", torch.zeros(NUM_CLASSES, dtype=torch.long), dist_reduce_fx="sum")
+
+    def update(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        labels = labels.to(logits.device).long()
+        hit = (logits.argmax(1) == labels).long()
+        self.correct += torch.bincount(labels, weights=hit, minlength=NUM_CLASSES).long()
+        self.total += torch.bincount(labels, minlength=NUM_CLASSES)
+
+    def compute(self) -> tuple[torch.Tensor, torch.Tensor]:
+        overall = self.correct.sum() / self.total.sum()
+        return overall, self.correct / self.total  # 0/0 = NaN marks classes with no samples
+
+
+class ClassifierScore(Metric):
+    """Inception-Score analogue with the evaluator's softmax: exp(E_x KL(p(y|x) || p(y))), in
+    [1, 10]; the mean over `splits` equal parts of a seeded shuffle (samples may arrive sorted by
+    class, and unshuffled splits of one class each would all score ~1). update(logits)."""
+
+    higher_is_better = True
+    full_state_update = False
+
+    def __init__(self, splits: int = 10, seed: int = 0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.splits, self.seed = splits, seed
+        self.add_state("log_probs", [], dist_reduce_fx="cat")
+
+    def update(self, logits: torch.Tensor) -> None:
+        self.log_probs.append(torch.log_softmax(logits.double(), dim=1))
+
+    def compute(self) -> torch.Tensor:
+        log_p = dim_zero_cat(self.log_probs)
+        order = torch.randperm(len(log_p), generator=torch.Generator().manual_seed(self.seed))
+        scores = []
+        for part in log_p[order].chunk(self.splits):
+            log_marginal = torch.logsumexp(part, dim=0) - math.log(len(part))
+            kl = (part.exp() * (part - log_marginal)).sum(1).mean()
+            scores.append(kl.exp())
+        return torch.stack(scores).mean()
+
+
+class ClassCoverage(Metric):
+    """Which digits the evaluator sees among the samples; update(logits). compute() →
+    (coverage: share of the 10 classes that get >= COVERAGE_SHARE of their fair 1/10 share of
+    predictions, entropy of the predicted-label histogram in nats, max ln 10 ≈ 2.303)."""
+
+    higher_is_better = True
+    full_state_update = False
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.add_state("counts", torch.zeros(NUM_CLASSES, dtype=torch.long), dist_reduce_fx="sum")
+
+    def update(self, logits: torch.Tensor) -> None:
+        self.counts += torch.bincount(logits.argmax(1), minlength=NUM_CLASSES)
+
+    def compute(self) -> tuple[torch.Tensor, torch.Tensor]:
+        share = self.counts.double() / self.counts.sum()
+        covered = (share >= COVERAGE_SHARE / NUM_CLASSES).double().mean()
+        entropy = torch.special.entr(share).sum()  # Σ −p ln p, with 0 for empty classes
+        return covered, entropy
+
+
+HIGHER_IS_BETTER: dict[str, bool] = {
+    "eval/fid": FrechetInceptionDistance.higher_is_better,
+    "eval/kid": KernelInceptionDistance.higher_is_better,
+    # The spread of KID over subsets: small means a precise estimate, not a better generator;
+    # False only so that sorting by it puts the steadier runs first.
+    "eval/kid_std": False,
+    "eval/classifier_score": ClassifierScore.higher_is_better,
+    "eval/class_coverage": ClassCoverage.higher_is_better,
+    "eval/class_entropy": ClassCoverage.higher_is_better,
+    "eval/label_accuracy": LabelAccuracy.higher_is_better,
+    **{f"eval/class_acc/{k}": LabelAccuracy.higher_is_better for k in range(NUM_CLASSES)},
+}
+
+
+def higher_is_better(key: str) -> bool:
+    """Direction of a score key (including any eval/class_acc/<k>)."""
+    if key.startswith("eval/class_acc/"):
+        return LabelAccuracy.higher_is_better
+    if key not in HIGHER_IS_BETTER:
+        raise KeyError(f"unknown score key {key!r}; known: {', '.join(HIGHER_IS_BETTER)}")
+    return HIGHER_IS_BETTER[key]
+
+
+def _images_sha256(images: torch.Tensor) -> str:
+    digest = hashlib.sha256(str(tuple(images.shape)).encode() + str(images.dtype).encode())
+    digest.update(images.contiguous().cpu().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def real_features(evaluator: Evaluator, images: torch.Tensor,
+                  cache_dir: str | os.PathLike | None = None) -> torch.Tensor:
+    """(N, 128) float64 evaluator features of real images, computed once per (weights, images)
+    and kept in cache_dir (default `~/.cache/gan-bench/features`)."""
+    root = Path(cache_dir) if cache_dir is not None else cache_root() / "features"
+    path = root / f"{fingerprint(evaluator)[:16]}-{_images_sha256(images)[:16]}.npy"
+    if path.is_file():
+        try:
+            cached = np.load(path, allow_pickle=False)
+            if cached.shape == (len(images), evaluator.num_features) and cached.dtype == np.float64:
+                return torch.from_numpy(cached)
+        except (ValueError, OSError):
+            pass  # a damaged cache entry is recomputed and overwritten below
+    features = batched(evaluator.features, images, device_of(evaluator)).double()
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # concurrent trials may write the same key
+    with open(tmp, "wb") as f:
+        np.save(f, features.numpy())
+    os.replace(tmp, path)
+    return features
+
+
+def _fid(evaluator: Evaluator, real: torch.Tensor, fake: torch.Tensor) -> float:
+    fid = fid_metric(evaluator)
+    fid.update(real, real=True)
+    fid.update(fake, real=False)
+    return float(fid.compute())
+
+
+def score(images: torch.Tensor, labels: torch.Tensor | None, *, evaluator: Evaluator,
+          real_features: torch.Tensor, seed: int = 0) -> dict[str, float]:
+    """Every eval/* score of N generated images (uint8 N×28×28 or float N×1×28×28 in [-1, 1]);
+    labels are the classes asked of a conditional generator (None for unconditional ones).
+    real_features: the reference set, e.g. real_features(evaluator, mnist.test_images)."""
+    n = len(images)
+    if n < 2:
+        raise ValueError(f"score needs at least 2 images, got {n}")
+    if labels is not None and labels.shape != (n,):
+        raise ValueError(f"labels must have shape ({n},), got {tuple(labels.shape)}")
+    device = device_of(evaluator)
+    features32 = batched(evaluator.features, images, device)
+    with torch.no_grad():
+        logits = evaluator.classify(features32.to(device)).cpu()
+    features = features32.double()
+
+    out = {"eval/fid": _fid(evaluator, real_features, features)}
+    kid = kid_metric(evaluator, subset_size=min(KID_SUBSET_SIZE, n, len(real_features)))
+    kid.update(real_features, real=True)
+    kid.update(features, real=False)
+    with torch.random.fork_rng(devices=[]):  # KID draws its subsets from the global RNG
+        torch.manual_seed(seed)
+        kid_mean, kid_std = kid.compute()
+    out["eval/kid"], out["eval/kid_std"] = float(kid_mean), float(kid_std)
+
+    classifier_score = ClassifierScore(seed=seed)
+    classifier_score.update(logits)
+    out["eval/classifier_score"] = float(classifier_score.compute())
+    coverage = ClassCoverage()
+    coverage.update(logits)
+    covered, entropy = coverage.compute()
+    out["eval/class_coverage"], out["eval/class_entropy"] = float(covered), float(entropy)
+
+    if labels is not None:
+        label_accuracy = LabelAccuracy()
+        label_accuracy.update(logits, labels)
+        overall, per_class = label_accuracy.compute()
+        out["eval/label_accuracy"] = float(overall)
+        out.update({f"eval/class_acc/{k}": float(acc) for k, acc in enumerate(per_class)})
+    return out
+
+
+def fid_floor(evaluator: Evaluator, mnist: Mnist, n: int, *, seed: int = 0,
+              cache_dir: str | os.PathLike | None = None) -> float:
+    """FID of n seeded train images vs the 10k test images: what a perfect generator scores at this N
+    (FID is biased upward at finite N, so report it next to any FID measured with n samples)."""
+    if not 2 <= n <= len(mnist.train_images):
+        raise ValueError(f"n must be in 2..{len(mnist.train_images)}, got {n}")
+    subset = torch.randperm(len(mnist.train_images), generator=torch.Generator().manual_seed(seed))[:n]
+    test = real_features(evaluator, mnist.test_images, cache_dir)
+    train = real_features(evaluator, mnist.train_images[subset], cache_dir)
+    return _fid(evaluator, test, train)
