@@ -98,6 +98,10 @@ def check(opts: Options) -> dict[str, config_mod.TrainConfig]:
         if not opts.tracking_uri or opts.tracking_uri.startswith(("sqlite:", "file:")) or "://" not in opts.tracking_uri:
             raise BenchError("--address needs an MLflow server all nodes reach: pass --tracking-uri http://host:5000 "
                              "(a sqlite file cannot be shared across nodes)")
+        if opts.address != "auto":
+            from bench.tune import check_reachable
+
+            check_reachable(opts.address, "the Ray cluster", "check --address (auto, host:6379 or ray://host:10001)")
     configs = {}
     for v, cls in classes.items():
         names = {f.name for f in fields(cls.Config)}
@@ -293,12 +297,12 @@ def run(opts: Options, resume: bool = False) -> Path:
     state["experiment_id"] = tracking.ensure_experiment(uri, state["experiment"], artifacts)
     session.save()
 
-    resources = tune_mod.init_ray(opts.address)
-    ctx = trial_context(opts, resources, data_dir, cache)
     higher = metrics.higher_is_better(opts.metric)
     describe_kw = {"commit": state["meta"]["commit"], "evaluator_sha256": state["meta"]["evaluator_sha256"]}
     status = "KILLED"
+    resources = tune_mod.init_ray(opts.address)
     try:
+        ctx = trial_context(opts, resources, data_dir, cache)
         arms = [{"variant": v} for v in opts.variants]
         if opts.preset == "search":
             arms = []

@@ -57,11 +57,15 @@ def hardware() -> str:
 
 def ensure_experiment(uri: str, name: str, artifact_root: Path | None) -> str:
     """Create the schema and the experiment (driver only, before trials start)."""
-    c = client(uri)
+    if uri.startswith(("http://", "https://")):
+        from bench.tune import check_reachable
+
+        check_reachable(uri, "the MLflow server", "check --tracking-uri")
     try:
+        c = client(uri)
         exp = c.get_experiment_by_name(name)
-    except Exception as e:  # mlflow raises its own types for unreachable or unwritable stores
-        raise BenchError(f"cannot open the MLflow store {uri}: {str(e).splitlines()[0]}; "
+    except Exception as e:  # mlflow raises its own types (or OSError) for unreachable or unwritable stores
+        raise BenchError(f"cannot open the MLflow store {uri}: {(str(e) or type(e).__name__).splitlines()[0]}; "
                          "check --tracking-uri or --output") from None
     if exp is not None:
         return exp.experiment_id

@@ -167,6 +167,22 @@ def restore_tuner(path: str, ctx: TrialContext) -> tune.Tuner:
     return tune.Tuner.restore(path, trainable=fn, resume_errored=True)
 
 
+def check_reachable(address: str, what: str, hint: str) -> None:
+    """Fail in seconds, not minutes: Ray and MLflow both retry an absent peer for a long time."""
+    import socket
+    from urllib.parse import urlsplit
+
+    from bench.errors import BenchError
+
+    parts = urlsplit(address if "://" in address else f"tcp://{address}")
+    if parts.hostname is None or parts.port is None:
+        return
+    try:
+        socket.create_connection((parts.hostname, parts.port), timeout=5).close()
+    except OSError as e:
+        raise BenchError(f"cannot reach {what} at {address}: {e.strerror or e}; {hint}") from None
+
+
 def init_ray(address: str | None) -> dict[str, float]:
     """Start Ray locally (all cores) or join `address`; returns the cluster's resources."""
     from bench.errors import BenchError

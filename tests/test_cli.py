@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from bench.cli import main
+from bench.errors import BenchError
 
 
 def _err(capsys, argv):
@@ -28,6 +29,8 @@ def _err(capsys, argv):
     (["run", "--variants", "cgan", "--search", "grid"], "--search 'grid' is not one of random, optuna"),
     (["run", "--variants", "cgan", "--address", "auto"], "pass --storage s3://"),
     (["run", "--variants", "cgan", "--address", "auto", "--storage", "s3://b/p"], "needs an MLflow server"),
+    (["run", "--variants", "cgan", "--address", "127.0.0.1:1", "--storage", "s3://b/p",
+      "--tracking-uri", "http://127.0.0.1:5000"], "cannot reach the Ray cluster at 127.0.0.1:1"),
     (["run"], "name the variants"),
     (["run", "--resume"], "--resume needs --output"),
     (["sample", "abc", "--out", "x.npz"], "say which experiment"),
@@ -35,6 +38,22 @@ def _err(capsys, argv):
 ])
 def test_bad_arguments(capsys, argv, needle):
     assert needle in _err(capsys, argv)
+
+
+def test_unreachable_tracking_server(capsys, tmp_path):
+    from bench.tracking import ensure_experiment
+
+    with pytest.raises(BenchError, match="cannot reach the MLflow server"):
+        ensure_experiment("http://127.0.0.1:1", "x", None)
+
+
+def test_unwritable_tracking_location(capsys, tmp_path):
+    from bench.tracking import ensure_experiment
+
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(BenchError, match="cannot open the MLflow store"):
+        ensure_experiment(f"sqlite:///{blocker}/sub/mlflow.db", "x", None)
 
 
 def test_resume_without_experiment(capsys, tmp_path):
