@@ -212,7 +212,7 @@ def cmd_sample(args) -> int:
     ckpt = tags.get("bench.checkpoint")
     if not ckpt or not (Path(ckpt) / "state.pt").is_file():
         raise BenchError(f"run {args.run_id} has no checkpoint on this machine ({ckpt}); it failed or ran elsewhere")
-    cls = registry.get(tags["bench.variant"])
+    cls = registry.get(tags["variant"])
     cfg = build(cls.Config, json.loads(tags["bench.config"]))
     variant = cls(cfg, "cpu")
     state = torch.load(Path(ckpt) / "state.pt", map_location="cpu", weights_only=True)

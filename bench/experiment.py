@@ -177,9 +177,9 @@ class Describe:
         variant_cls, cfg = tune_mod.resolve(trial.config)
         flat = dict(trial.config) | (trial.config.get("arm") or {})
         params = asdict(cfg)
-        tags = {"bench.variant": variant_cls.name, "bench.preset": flat["preset"], "bench.seed": str(cfg.seed),
-                "bench.phase": self.phase.split("-")[0], "bench.tuner": self.phase, "bench.commit": self.commit,
-                "bench.evaluator_sha256": self.evaluator_sha256,
+        tags = {"variant": variant_cls.name, "preset": flat["preset"], "seed": str(cfg.seed),
+                "phase": self.phase.split("-")[0], "bench.tuner": self.phase, "commit": self.commit,
+                "evaluator_sha256": self.evaluator_sha256,
                 "bench.config": json.dumps(params, sort_keys=True)}
         return tune_mod.run_name(trial.config, trial.trial_id), params, tags
 
@@ -217,7 +217,7 @@ def _phase(session: Session, name: str, make_space, ctx, describe: Describe, opt
         tracking.supersede(uri, exp_id, session.id, name)
     if "parent" not in phase:
         phase["parent"] = tracking.start_parent(uri, exp_id, f"{state['experiment']}:{name}", {
-            "bench.session": session.id, "bench.phase": name.split("-")[0],
+            "bench.session": session.id, "phase": name.split("-")[0],
             "bench.meta": json.dumps(state["meta"], sort_keys=True)})
         session.save()
     else:

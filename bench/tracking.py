@@ -251,9 +251,9 @@ def load_session(uri: str, experiment: str, session: str | None, assets: Path):
                                                        dst_path=str(target), tracking_uri=uri)
         diverged = int(tags.get("bench.diverged", "0"))
         pruned = tags.get("bench.pruned") == "1"
-        row = {"run_id": run_id, "run_name": run.info.run_name, "variant": tags.get("bench.variant"),
-               "preset": tags.get("bench.preset"), "phase": tags.get("bench.phase"),
-               "seed": int(tags.get("bench.seed", "0")), "trial_id": trial_id, "status": run.info.status,
+        row = {"run_id": run_id, "run_name": run.info.run_name, "variant": tags.get("variant"),
+               "preset": tags.get("preset"), "phase": tags.get("phase"),
+               "seed": int(tags.get("seed", "0")), "trial_id": trial_id, "status": run.info.status,
                "diverged": diverged, "pruned": int(pruned),
                "error": tags.get("bench.error"),
                "config": json.loads(tags.get("bench.config", "{}")), "grid_path": grid,

@@ -26,7 +26,7 @@ def test_every_trial_is_one_finished_run_with_provenance(finished):
     for r in runs:
         assert r.info.status == "FINISHED"
         tags, params, metrics = r.data.tags, r.data.params, r.data.metrics
-        assert len(tags["bench.commit"]) >= 7 and len(tags["bench.evaluator_sha256"]) == 64
+        assert len(tags["commit"]) >= 7 and len(tags["evaluator_sha256"]) == 64
         assert params["steps"] == "40" and params["final_n"] == "400"
         assert math.isfinite(metrics["eval/fid"]) and 0 <= metrics["eval/label_accuracy"] <= 1
         assert metrics["perf/img_per_s"] > 0

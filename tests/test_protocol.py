@@ -39,8 +39,8 @@ def test_search_then_seeds_with_the_best_config(tmp_path):
             "--output", str(out), *TINY]
     assert main(argv) == 0
     runs = trial_runs(out)
-    search = [r for r in runs if r.data.tags["bench.phase"] == "search"]
-    seeds = [r for r in runs if r.data.tags["bench.phase"] == "seeds"]
+    search = [r for r in runs if r.data.tags["phase"] == "search"]
+    seeds = [r for r in runs if r.data.tags["phase"] == "seeds"]
     assert len(search) == 3 and len(seeds) == 2
     # the default config is one of the searched trials
     defaults = {"lr_g": "0.0002", "lr_d": "0.0002"}

@@ -9,20 +9,27 @@ from bench.trainer import Trainer
 TINY = {"steps": 40, "batch_size": 16, "eval_every": 20, "log_every": 5, "eval_n": 20, "final_n": 20}
 
 
-def _trainer(mnist, **over):
+def _trainer(mnist, scorer=None, **over):
     cls = registry.get("cgan")
-    return Trainer(cls, build(cls.Config, TINY | over), mnist, device="cpu")
+    return Trainer(cls, build(cls.Config, TINY | over), mnist, device="cpu", scorer=scorer)
 
 
 def _weights(trainer):
     return torch.cat([p.detach().flatten() for p in trainer.variant.g.parameters()])
 
 
-def test_same_seed_same_result(mnist):
-    a, b = _trainer(mnist), _trainer(mnist)
+def test_same_seed_same_final_metrics(mnist, evaluator, real_test_features):
+    from bench.metrics import score
+
+    def scorer(images, labels):
+        return score(images, labels, evaluator=evaluator, real_features=real_test_features, seed=0)
+
+    a, b = _trainer(mnist, scorer), _trainer(mnist, scorer)
     ra, rb = a.run(), b.run()
     assert torch.equal(_weights(a), _weights(b))
     assert ra["history"] == rb["history"]
+    evals = {k: v for k, v in ra.items() if k.startswith("eval/")}
+    assert evals and evals == {k: v for k, v in rb.items() if k.startswith("eval/")}
     c = _trainer(mnist, seed=1)
     c.run()
     assert not torch.equal(_weights(a), _weights(c))
