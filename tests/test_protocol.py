@@ -4,7 +4,9 @@ import json
 
 import pytest
 
+from bench import registry
 from bench.cli import main
+from bench.config import build
 from bench.experiment import best_config, sanitize
 from e2e import TINY, trial_runs
 
@@ -43,7 +45,9 @@ def test_search_then_seeds_with_the_best_config(tmp_path):
     seeds = [r for r in runs if r.data.tags["phase"] == "seeds"]
     assert len(search) == 3 and len(seeds) == 2
     # the default config is one of the searched trials
-    defaults = {"lr_g": "0.0002", "lr_d": "0.0002"}
+    cls = registry.get("cgan")
+    default = build(cls.Config, cls.budgets["smoke"])
+    defaults = {"lr_g": str(default.lr_g), "lr_d": str(default.lr_d)}
     assert any(all(r.data.params[k] == v for k, v in defaults.items()) for r in search)
     # phase 2 runs the searched config with the best final FID (pruned trials have no final FID)
     finished = [r for r in search if r.data.tags.get("bench.pruned") != "1"]
