@@ -54,6 +54,7 @@ from torch import nn
 from bench.config import TrainConfig, doc
 from bench.registry import register
 from bench.variant import BUDGETS, NUM_CLASSES, Variant, init_normal
+from variants.cgan import Generator  # the same conv G, label embedding multiplied into z
 
 
 @dataclass
@@ -71,24 +72,6 @@ class ACGANConfig(TrainConfig):
         for name in ("g_channels", "d_channels"):
             if getattr(self, name) <= 0:
                 raise BenchError(f"{name} must be > 0, got {getattr(self, name)}")
-
-
-class Generator(nn.Module):
-    """(z, y) → 28×28 image: z ⊙ embed(y) → Linear → 7×7 → 14×14 → 28×28."""
-
-    def __init__(self, z_dim: int, channels: int):
-        super().__init__()
-        c = self.c = channels
-        self.embed = nn.Embedding(NUM_CLASSES, z_dim)
-        self.stem = nn.Sequential(nn.Linear(z_dim, 2 * c * 7 * 7, bias=False), nn.BatchNorm1d(2 * c * 7 * 7),
-                                  nn.ReLU(True))
-        self.net = nn.Sequential(
-            nn.ConvTranspose2d(2 * c, c, 4, 2, 1, bias=False), nn.BatchNorm2d(c), nn.ReLU(True),  # 14×14
-            nn.ConvTranspose2d(c, 1, 4, 2, 1), nn.Tanh(),  # 28×28
-        )
-
-    def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return self.net(self.stem(z * self.embed(y)).view(-1, 2 * self.c, 7, 7))
 
 
 class Discriminator(nn.Module):
@@ -123,7 +106,7 @@ class ACGAN(Variant):
 
     def build(self) -> tuple[nn.Module, nn.Module]:
         c = self.cfg
-        g, d = Generator(c.z_dim, c.g_channels), Discriminator(c.d_channels)
+        g, d = Generator(c.z_dim, c.g_channels, "multiply"), Discriminator(c.d_channels)
         init_normal(g)
         init_normal(d)
         nn.init.normal_(g.embed.weight, 0.0, 1.0)
