@@ -6,9 +6,12 @@ import argparse
 import json
 import shlex
 import sys
+from dataclasses import fields
 from pathlib import Path
+from typing import get_args, get_type_hints
 
 from bench.errors import BenchError
+from bench.options import Options
 
 EXAMPLES = {
     "run": """examples:
@@ -23,9 +26,12 @@ EXAMPLES = {
     "report": """examples:
   bench report --output runs/smoke
   bench report --tracking-uri sqlite:///runs/smoke/mlflow.db --experiment smoke --output /tmp/again""",
-    "ui": "examples:\n  bench ui --output runs/smoke\n  bench ui --tracking-uri sqlite:///runs/smoke/mlflow.db --port 5001",
+    "ui": """examples:
+  bench ui --output runs/smoke
+  bench ui --tracking-uri sqlite:///runs/smoke/mlflow.db --port 5001""",
     "sample": "examples:\n  bench sample 3f2a… --output runs/smoke --n 10000 --out cgan.npz\n  bench evaluate cgan.npz",
-    "evaluate": "examples:\n  bench evaluate samples.npz\n  bench evaluate samples.npz --json --seed 0",
+    "evaluate": ("examples:\n  bench evaluate samples.npz\n  bench evaluate samples.npz --json --seed 0\n"
+                 "  bench evaluate samples.npz --no-cas --floors\n  bench evaluate samples.npz --split val"),
     "evaluator": "examples:\n  bench evaluator check\n  bench evaluator train --seed 0 --out /tmp/evaluator.pt",
     "data": "examples:\n  bench data verify --data-dir ../shared/data/mnist\n  bench data fetch",
 }
@@ -47,33 +53,61 @@ def _store_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--experiment", help="MLflow experiment name (with --tracking-uri)")
 
 
+def _add_options(p: argparse.ArgumentParser) -> None:
+    """One argument per field of bench.options.Options that has a help text."""
+    hints = get_type_hints(Options)
+    for f in fields(Options):
+        if not f.metadata.get("help"):
+            continue
+        flag = f.metadata["flag"] or "--" + f.name.replace("_", "-")
+        kw = {"dest": f.name, "help": f.metadata["help"], "metavar": f.metadata["metavar"]}
+        if f.metadata["repeat"]:
+            kw |= {"action": "append", "default": []}
+        else:
+            types = [t for t in get_args(hints[f.name]) or [hints[f.name]] if t is not type(None)]
+            # Fields that `parse` turns into something else arrive as the text typed.
+            kw |= {"type": str if f.metadata["parse"] else types[0], "default": None}
+        p.add_argument(flag, **kw)
+
+
+def options_from(args: argparse.Namespace, argv: list[str]) -> Options:
+    """Options from parsed `bench run` arguments: given values parsed, absent ones left at their defaults."""
+    given = {}
+    for f in fields(Options):
+        value = getattr(args, f.name, None)
+        if f.metadata.get("help") and value is not None:
+            given[f.name] = f.metadata["parse"](value) if f.metadata["parse"] else value
+    return Options(**given, command=shlex.join(["bench", *argv]))
+
+
+def _add_maintenance(subs) -> None:
+    """`bench evaluator …` and `bench data …`: the evaluator's weights and the MNIST files."""
+    ev = _sub(subs, "evaluator", "train or check the MNIST evaluator")
+    evs = ev.add_subparsers(dest="action", required=True, parser_class=Parser)
+    t = evs.add_parser("train", help="train it reproducibly (seeded) on MNIST train")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--epochs", type=int, default=None)
+    t.add_argument("--out", required=True)
+    t.add_argument("--data-dir")
+    c = evs.add_parser("check", help="print test accuracy and sha256 of the shipped (or given) weights")
+    c.add_argument("--weights", help="weights file (default: the shipped ones)")
+    c.add_argument("--data-dir")
+
+    d = _sub(subs, "data", "fetch or verify MNIST")
+    ds = d.add_subparsers(dest="action", required=True, parser_class=Parser)
+    f = ds.add_parser("fetch", help="find or download MNIST, verify md5, cache it")
+    f.add_argument("--data-dir")
+    v = ds.add_parser("verify", help="check the md5 of each file in a folder")
+    v.add_argument("--data-dir")
+
+
 def build_parser() -> Parser:
     p = Parser(prog="bench", description="Compare GAN variants honestly: Ray Tune trials, a shipped MNIST "
                "evaluator, MLflow records, markdown reports.")
     subs = p.add_subparsers(dest="cmd", required=True, parser_class=Parser)
 
     r = _sub(subs, "run", "train variants as Ray Tune trials, score them, log to MLflow, write the report")
-    r.add_argument("--variants", help="comma-separated names (see `bench list`)")
-    r.add_argument("--preset", default="smoke", help="smoke | standard | search (default smoke)")
-    r.add_argument("--budget", help="per-trial budget under --preset search: smoke | standard (default standard)")
-    r.add_argument("--seeds", type=int, help="seeds per variant (default 1; 5 for phase 2 of --preset search)")
-    r.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config field, type-checked (repeatable)")
-    r.add_argument("--output", default=None, help="folder for everything of this experiment (default runs/<preset>)")
-    r.add_argument("--tracking-uri", help="MLflow URI (default sqlite:///<output>/mlflow.db)")
-    r.add_argument("--experiment", help="MLflow experiment name (default: the output folder's name)")
-    r.add_argument("--address", help="join a Ray cluster: auto or ray://host:10001 (default: start Ray locally)")
-    r.add_argument("--storage", help="Tune storage URI shared by all nodes, e.g. s3://bucket/path (with --address)")
-    r.add_argument("--num-samples", type=int, default=10, help="search trials per variant (default 10)")
-    r.add_argument("--space", default="narrow", help="search space: wide | narrow (default narrow)")
-    r.add_argument("--search", default="random", help="random | optuna (default random)")
-    r.add_argument("--scheduler", default="none", help="none | asha | pbt (default none)")
-    r.add_argument("--metric", default="eval/fid", help="metric the search optimises (default eval/fid)")
-    r.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per trial (default 1)")
-    r.add_argument("--gpus-per-trial", type=float, help="GPUs per trial, fractions pack trials (default 1 if any)")
-    r.add_argument("--max-concurrent", type=int, default=0, help="limit on concurrent trials (default: resources)")
-    r.add_argument("--max-failures", type=int, default=1, help="retries of a crashed trial from its checkpoint")
-    r.add_argument("--data-dir", help="folder with the four MNIST IDX files (default: BENCH_DATA_DIR, cache, download)")
+    _add_options(r)
     r.add_argument("--resume", action="store_true", help="continue the experiment in --output")
 
     ls = _sub(subs, "list", "show the registered variants")
@@ -97,26 +131,18 @@ def build_parser() -> Parser:
     e = _sub(subs, "evaluate", "score a samples file (.npz: images, optional labels) with the evaluator")
     e.add_argument("samples")
     e.add_argument("--json", action="store_true", help="print JSON")
-    e.add_argument("--seed", type=int, default=0, help="seed of the KID subsets (a run's seed reproduces it)")
+    e.add_argument("--seed", type=int, default=0,
+                   help="seed of the KID subsets and the CAS classifier (a run's seed reproduces it)")
+    e.add_argument("--no-cas", action="store_true",
+                   help="skip eval/cas (it trains a classifier on the samples: the slow metric)")
+    e.add_argument("--floors", action="store_true",
+                   help="also score N real training images the same way (floor/eval/*: what good looks like)")
+    e.add_argument("--split", choices=("test", "val"), default="test",
+                   help="score against the test set or the validation split (the last 10k training images, "
+                        "what search trials are scored on; a run's eval_split)")
     e.add_argument("--data-dir")
 
-    ev = _sub(subs, "evaluator", "train or check the MNIST evaluator")
-    evs = ev.add_subparsers(dest="action", required=True, parser_class=Parser)
-    t = evs.add_parser("train", help="train it reproducibly (seeded) on MNIST train")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--epochs", type=int, default=None)
-    t.add_argument("--out", required=True)
-    t.add_argument("--data-dir")
-    c = evs.add_parser("check", help="print test accuracy and sha256 of the shipped (or given) weights")
-    c.add_argument("--weights", help="weights file (default: the shipped ones)")
-    c.add_argument("--data-dir")
-
-    d = _sub(subs, "data", "fetch or verify MNIST")
-    ds = d.add_subparsers(dest="action", required=True, parser_class=Parser)
-    f = ds.add_parser("fetch", help="find or download MNIST, verify md5, cache it")
-    f.add_argument("--data-dir")
-    v = ds.add_parser("verify", help="check the md5 of each file in a folder")
-    v.add_argument("--data-dir")
+    _add_maintenance(subs)
     return p
 
 
@@ -140,48 +166,34 @@ def _store(args) -> tuple[str, str, str | None]:
 def cmd_run(args, argv: list[str]) -> int:
     from bench import experiment, registry
 
-    if args.resume:
-        if not args.output:
-            raise BenchError("--resume needs --output DIR of the experiment to continue")
-        path = experiment.run(experiment.Options(variants=[], output=args.output), resume=True)
-    else:
-        if not args.variants:
-            raise BenchError(f"name the variants: --variants cgan,acgan (available: {', '.join(registry.names())})")
-        from bench.config import parse_sets
-
-        opts = experiment.Options(
-            variants=registry.parse_list(args.variants), preset=args.preset, budget=args.budget, seeds=args.seeds,
-            sets=parse_sets(args.sets), output=args.output or f"runs/{args.preset}", tracking_uri=args.tracking_uri,
-            experiment=args.experiment, address=args.address, storage=args.storage, num_samples=args.num_samples,
-            space=args.space, search=args.search, scheduler=args.scheduler, cpus_per_trial=args.cpus_per_trial,
-            gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent, max_failures=args.max_failures,
-            data_dir=args.data_dir, metric=args.metric, command=shlex.join(["bench", *argv]))
-        path = experiment.run(opts)
-    print(f"report: {path}")
+    if args.resume and not args.output:
+        raise BenchError("--resume needs --output DIR of the experiment to continue")
+    if not args.resume and not args.variants:
+        raise BenchError(f"name the variants: --variants cgan,acgan (available: {', '.join(registry.names())})")
+    opts = options_from(args, argv)  # under --resume only --output counts: the saved options win
+    print(f"report: {experiment.run(opts, resume=args.resume)}")
     return 0
 
 
 def cmd_list(args) -> int:
-    import dataclasses
-
     from bench import registry
 
     for name in registry.names():
         cls = registry.get(name)
         print(f"{name:8s} {cls.summary}")
         if args.verbose:
-            for f in dataclasses.fields(cls.Config):
+            for f in fields(cls.Config):
                 print(f"    {f.name} = {f.default!r}  {f.metadata.get('doc', '')}")
     return 0
 
 
 def cmd_report(args) -> int:
-    from bench.experiment import write_report
+    from bench.report import from_store
 
     uri, exp, session = _store(args)
     if not args.output:
         raise BenchError("--output DIR: where to write report.md")
-    print(f"report: {write_report(uri, exp, session, Path(args.output))}")
+    print(f"report: {from_store(uri, exp, session, Path(args.output))}")
     return 0
 
 
@@ -198,24 +210,26 @@ def cmd_ui(args) -> int:
 def cmd_sample(args) -> int:
     import torch
 
-    from bench import npz, registry, samples, tracking
+    from bench import npz, registry, samples
     from bench.config import build
+    from bench.records import STATE_FILE
+    from bench.store import client
 
     uri, _, _ = _store(args)
     if args.n < 2:
         raise BenchError(f"--n must be >= 2, got {args.n}")
     try:
-        run = tracking.client(uri).get_run(args.run_id)
+        run = client(uri).get_run(args.run_id)
     except Exception:
         raise BenchError(f"no run {args.run_id!r} in {uri}; copy a run id from the report or `bench ui`") from None
     tags = run.data.tags
     ckpt = tags.get("bench.checkpoint")
-    if not ckpt or not (Path(ckpt) / "state.pt").is_file():
+    if not ckpt or not (Path(ckpt) / STATE_FILE).is_file():
         raise BenchError(f"run {args.run_id} has no checkpoint on this machine ({ckpt}); it failed or ran elsewhere")
     cls = registry.get(tags["variant"])
     cfg = build(cls.Config, json.loads(tags["bench.config"]))
     variant = cls(cfg, "cpu")
-    state = torch.load(Path(ckpt) / "state.pt", map_location="cpu", weights_only=True)
+    state = torch.load(Path(ckpt) / STATE_FILE, map_location="cpu", weights_only=True)
     variant.load_state_dict(state["variant"])
     seed = cfg.seed if args.seed is None else args.seed
     images, labels = samples.generate(variant, args.n, seed=seed)
@@ -230,15 +244,25 @@ def cmd_evaluate(args) -> int:
 
     images, labels = npz.load_samples(args.samples)
     net = evaluator.load()
-    mnist = data.load_mnist(args.data_dir)
-    real = metrics.real_features(net, mnist.test_images, cache_dir=data.cache_root() / "features")
-    scores = metrics.score(images, labels, evaluator=net, real_features=real, seed=args.seed)
-    scores |= {"n": len(images), "evaluator_sha256": evaluator.WEIGHTS_SHA256, "seed": args.seed}
+    mnist = data.split(data.load_mnist(args.data_dir), args.split)
+    if args.floors and len(images) > len(mnist.test_images):
+        raise BenchError(f"--floors scores held-out real images at the samples' N, and there are only "
+                         f"{len(mnist.test_images)}; evaluate at most that many samples with --floors")
+    # test: the official split, all 60k training images the memorization reference; val: scored on
+    # the last 10k training images, the first 50k (what a search trial trains on) the reference.
+    ref = metrics.reference(net, mnist, cache_dir=data.cache_root() / "features")
+    scores = metrics.evaluate(images, labels, evaluator=net, reference=ref, seed=args.seed, cas=not args.no_cas)
+    if args.floors:
+        floor = metrics.floors(net, ref, len(images), seed=args.seed, cas=not args.no_cas)
+        scores |= {f"floor/{key}": value for key, value in floor.items()}
+    scores |= {"n": len(images), "evaluator_sha256": evaluator.WEIGHTS_SHA256, "seed": args.seed,
+               "split": args.split}
     if args.json:
         print(json.dumps(scores, indent=1, sort_keys=True))
     else:
         for key, value in scores.items():
-            arrow = "" if not key.startswith("eval/") else (" ↑" if metrics.higher_is_better(key) else " ↓")
+            name = key.removeprefix("floor/")
+            arrow = "" if not name.startswith("eval/") else (" ↑" if metrics.higher_is_better(name) else " ↓")
             print(f"{key:28s} {value:.6g}{arrow}" if isinstance(value, float) else f"{key:28s} {value}")
     return 0
 

@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
-from bench.errors import BenchError
+from bench.errors import BenchError, did_you_mean
 
 
 def doc(default: Any, text: str) -> Any:
@@ -30,6 +30,11 @@ class TrainConfig:
     eval_every: int = doc(500, "steps between periodic evaluations and checkpoints (0: final only)")
     eval_n: int = doc(1000, "samples per periodic evaluation (curves)")
     final_n: int = doc(10000, "samples for the final evaluation (the reported numbers)")
+    eval_split: Literal["test", "val"] = doc(
+        "test", "what the scores measure: test = the 10,000 MNIST test images (training on all 60,000 training "
+                "images); val = the last 10,000 training images, held out from training (the search phase's)")
+    cas: bool = doc(True, "final evaluation: train a classifier on the samples (eval/cas; conditional "
+                          "variants; the costly metric)")
     log_every: int = doc(10, "steps per logged loss point (the mean over that window)")
 
     def check(self) -> None:
@@ -86,11 +91,8 @@ def build(cls: type[TrainConfig], *layers: dict[str, Any]) -> TrainConfig:
     for layer in layers:
         for key, value in layer.items():
             if key not in types:
-                import difflib
-
-                close = difflib.get_close_matches(key, types, n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                raise BenchError(f"unknown config key {key!r} for {cls.__name__}{hint}; keys: {', '.join(types)}")
+                raise BenchError(f"unknown config key {key!r} for {cls.__name__}{did_you_mean(key, types)}; "
+                                 f"keys: {', '.join(types)}")
             values[key] = _coerce(key, types[key], value)
     cfg = cls(**values)
     cfg.check()

@@ -29,6 +29,8 @@ import torch
 
 from bench.errors import BenchError
 
+NUM_CLASSES = 10  # the digits: every label, conditional generator and per-class score counts these
+
 MD5_RAW = {
     "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
     "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
@@ -51,6 +53,19 @@ class Mnist:
     train_labels: torch.Tensor  # 60000 int64
     test_images: torch.Tensor  # 10000×28×28 uint8
     test_labels: torch.Tensor  # 10000 int64
+
+
+VAL_N = 10_000  # the validation split: the last VAL_N training images
+
+
+def split(mnist: Mnist, eval_split: str) -> Mnist:
+    """The view a trial trains on (train_*) and is scored against (test_*): `test` is MNIST as
+    published; `val` trains on the first 50,000 training images and scores on the last 10,000, so a
+    search can choose a configuration without looking at the test set."""
+    if eval_split == "test":
+        return mnist
+    n = len(mnist.train_images) - VAL_N
+    return Mnist(mnist.train_images[:n], mnist.train_labels[:n], mnist.train_images[n:], mnist.train_labels[n:])
 
 
 class _BadFile(Exception):

@@ -1,61 +1,35 @@
-"""The experiment protocol on the driver: checks, stores, phases, resume, the report.
+"""The experiment protocol on the driver: prepare → search phases → seeds phase → report.
 
 A `bench run` is one session: an output folder holding `experiment.json` (what was asked,
 which phases ran, their parent runs), the Tune storage, the MLflow store and the report.
-Phases: `seeds` (variants × seeds), preceded under `--preset search` by one `search:<variant>`
+Phases: `seeds` (variants × seeds), preceded under `--preset search` by one `search-<variant>`
 phase per variant whose best config (by the final primary metric) the seeds phase re-runs.
+Ray is imported only once the protocol starts (bench.tuner), never by the checks before it.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
+import sys
 import uuid
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
-from bench import config as config_mod
 from bench import registry, tracking
-from bench.errors import BenchError
+from bench.config import TrainConfig, build
+from bench.errors import BenchError, check_reachable, did_you_mean
+from bench.options import Options
+from bench.records import TrialResult, counts
+from bench.space import grid
+from bench.store import client, default_uri
 
-PRESETS = ("smoke", "standard", "search")
 STATE = "experiment.json"
-
-
-@dataclass
-class Options:
-    variants: list[str]
-    preset: str = "smoke"
-    budget: str | None = None  # per-trial budget under --preset search
-    seeds: int | None = None  # default: 1, or 5 for the search protocol's phase 2
-    sets: dict[str, str] = field(default_factory=dict)
-    output: str = "runs/latest"
-    tracking_uri: str | None = None
-    experiment: str | None = None
-    address: str | None = None
-    storage: str | None = None
-    num_samples: int = 10
-    space: str = "narrow"
-    search: str = "random"
-    scheduler: str = "none"
-    cpus_per_trial: float = 1.0
-    gpus_per_trial: float | None = None
-    max_concurrent: int = 0
-    max_failures: int = 1
-    data_dir: str | None = None
-    metric: str = "eval/fid"
-    command: str = ""
-
-    @property
-    def trial_budget(self) -> str:
-        return self.budget or ("standard" if self.preset == "search" else self.preset)
-
-    @property
-    def n_seeds(self) -> int:
-        if self.seeds is not None:
-            return self.seeds
-        return 5 if self.preset == "search" else 1
+# Search trials train with this seed, the seeds phase with 0 … --seeds − 1: disjoint, so the run
+# that won the selection is never counted again in the final estimate (selection bias).
+SEARCH_SEED = 10_000
 
 
 def sanitize(name: str) -> str:
@@ -64,50 +38,52 @@ def sanitize(name: str) -> str:
     return clean[:80] or "experiment"
 
 
-def check(opts: Options) -> dict[str, config_mod.TrainConfig]:
+# --- checks before anything starts ----------------------------------------------------------
+def check(opts: Options) -> dict[str, TrainConfig]:
     """Every user mistake we can see before Ray starts, as one BenchError. Returns the configs."""
-    if opts.preset not in PRESETS:
-        raise BenchError(f"unknown preset {opts.preset!r}; choose from {', '.join(PRESETS)}")
-    if opts.budget is not None and opts.budget not in ("smoke", "standard"):
-        raise BenchError(f"unknown budget {opts.budget!r}; choose smoke or standard")
-    if opts.n_seeds < 1:
-        raise BenchError(f"--seeds must be >= 1, got {opts.n_seeds}")
-    if opts.num_samples < 1:
-        raise BenchError(f"--num-samples must be >= 1, got {opts.num_samples}")
-    if opts.cpus_per_trial <= 0 or (opts.gpus_per_trial or 0) < 0 or opts.max_failures < 0:
-        raise BenchError("--cpus-per-trial must be > 0, --gpus-per-trial and --max-failures >= 0")
-    for name, value, choices in (("--space", opts.space, ("wide", "narrow")),
-                                 ("--search", opts.search, ("random", "optuna")),
-                                 ("--scheduler", opts.scheduler, ("none", "asha", "pbt"))):
-        if value not in choices:
-            raise BenchError(f"{name} {value!r} is not one of {', '.join(choices)}")
+    _check_options(opts)
     classes = {v: registry.get(v) for v in opts.variants}
     known = set().union(*({f.name for f in fields(c.Config)} for c in classes.values()))
     for key in opts.sets:
+        if key == "seed":  # each phase sets its seeds itself
+            raise BenchError("--set seed: the seeds come from --seeds N (runs seeds 0 … N-1), not --set")
         if key not in known:
-            import difflib
-
-            close = difflib.get_close_matches(key, known, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise BenchError(f"--set {key}: no such config field in {', '.join(opts.variants)}{hint}; "
-                             "see `bench list -v` for the fields")
+            raise BenchError(f"--set {key}: no such config field in {', '.join(opts.variants)}"
+                             f"{did_you_mean(key, known)}; see `bench list -v` for the fields")
     if opts.address:
-        if not opts.storage or "://" not in opts.storage:
-            raise BenchError("--address joins a cluster whose nodes need shared Tune storage: "
-                             "pass --storage s3://… or gs://… (a local path cannot be shared)")
-        if not opts.tracking_uri or opts.tracking_uri.startswith(("sqlite:", "file:")) or "://" not in opts.tracking_uri:
-            raise BenchError("--address needs an MLflow server all nodes reach: pass --tracking-uri http://host:5000 "
-                             "(a sqlite file cannot be shared across nodes)")
-        if opts.address != "auto":
-            from bench.tune import check_reachable
-
-            check_reachable(opts.address, "the Ray cluster", "check --address (auto, host:6379 or ray://host:10001)")
+        _check_cluster(opts)
     configs = {}
     for v, cls in classes.items():
         names = {f.name for f in fields(cls.Config)}
         own = {k: val for k, val in opts.sets.items() if k in names}
-        configs[v] = config_mod.build(cls.Config, cls.budgets[opts.trial_budget], own)
+        configs[v] = build(cls.Config, cls.budgets[opts.trial_budget], own)
     return configs
+
+
+def _check_options(opts: Options) -> None:
+    for f in fields(Options):
+        value, choices = getattr(opts, f.name), f.metadata.get("choices")
+        if choices and value is not None and value not in choices:
+            flag = f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+            raise BenchError(f"{flag} {value!r} is not one of {', '.join(choices)}{did_you_mean(value, choices)}")
+    if not 1 <= opts.n_seeds <= SEARCH_SEED:
+        raise BenchError(f"--seeds must be in 1..{SEARCH_SEED}, got {opts.n_seeds}")
+    if opts.num_samples < 1:
+        raise BenchError(f"--num-samples must be >= 1, got {opts.num_samples}")
+    if opts.cpus_per_trial <= 0 or (opts.gpus_per_trial or 0) < 0 or opts.max_failures < 0:
+        raise BenchError("--cpus-per-trial must be > 0, --gpus-per-trial and --max-failures >= 0")
+
+
+def _check_cluster(opts: Options) -> None:
+    if not opts.storage or "://" not in opts.storage:
+        raise BenchError("--address joins a cluster whose nodes need shared Tune storage: "
+                         "pass --storage s3://… or gs://… (a local path cannot be shared)")
+    uri = opts.tracking_uri
+    if not uri or uri.startswith(("sqlite:", "file:")) or "://" not in uri:
+        raise BenchError("--address needs an MLflow server all nodes reach: pass --tracking-uri http://host:5000 "
+                         "(a sqlite file cannot be shared across nodes)")
+    if opts.address != "auto":
+        check_reachable(opts.address, "the Ray cluster", "check --address (auto, host:6379 or ray://host:10001)")
 
 
 def prepare_output(out: Path, resume: bool) -> None:
@@ -127,6 +103,7 @@ def prepare_output(out: Path, resume: bool) -> None:
         raise BenchError(f"cannot write to --output {out}: {e.strerror}; choose a writable folder") from None
 
 
+# --- the session file -------------------------------------------------------------------------
 class Session:
     """experiment.json: what was asked and how far the protocol got."""
 
@@ -150,201 +127,84 @@ class Session:
     def id(self) -> str:
         return self.state["session"]
 
+    @property
+    def uri(self) -> str:
+        return self.state["tracking_uri"]
 
-def new_session(out: Path, opts: Options) -> Session:
-    uri = opts.tracking_uri or tracking.default_uri(out)
+
+def open_session(opts: Options, resume: bool) -> tuple[Session, dict[str, TrainConfig]]:
+    """A new session in opts.output (checked first), or the saved one there (--resume)."""
+    out = Path(opts.output)
+    if resume:
+        prepare_output(out, resume=True)
+        session = Session.load(out)
+        return session, check(session.opts)
+    configs = check(opts)
+    prepare_output(out, resume=False)
+    uri = opts.tracking_uri or default_uri(out)
     experiment = sanitize(opts.experiment or out.resolve().name)
     state = {"session": uuid.uuid4().hex[:12], "options": asdict(opts), "tracking_uri": uri,
              "experiment": experiment, "phases": {}}
-    return Session(out, state)
+    return Session(out, state), configs
 
 
 class Interrupted(Exception):
     """The driver stopped before the protocol finished (Ctrl-C); the output can be resumed."""
 
 
-@dataclass
-class Describe:
-    """Names, params and tags of a trial's MLflow run (picklable: Tune stores its callbacks)."""
-
-    phase: str
-    commit: str
-    evaluator_sha256: str
-
-    def __call__(self, trial) -> tuple[str, dict[str, Any], dict[str, str]]:
-        from bench import tune as tune_mod
-
-        variant_cls, cfg = tune_mod.resolve(trial.config)
-        flat = dict(trial.config) | (trial.config.get("arm") or {})
-        params = asdict(cfg)
-        tags = {"variant": variant_cls.name, "preset": flat["preset"], "seed": str(cfg.seed),
-                "phase": self.phase.split("-")[0], "bench.tuner": self.phase, "commit": self.commit,
-                "evaluator_sha256": self.evaluator_sha256,
-                "bench.config": json.dumps(params, sort_keys=True)}
-        return tune_mod.run_name(trial.config, trial.trial_id), params, tags
-
-
-def best_config(rows: list[tuple[dict[str, Any], dict[str, Any]]], metric: str, higher_is_better: bool,
-                keys: list[str]) -> dict[str, Any] | None:
-    """The searched values of the best finished, non-diverged trial; None if there is none."""
-    import math
-
-    scored = [(m[metric], c) for c, m in rows
-              if m.get("final") and not m.get("diverged") and math.isfinite(m.get(metric, math.nan))]
-    if not scored:
-        return None
-    value, cfg = (max if higher_is_better else min)(scored, key=lambda vc: vc[0])
-    return {k: cfg[k] for k in keys if k in cfg}
-
-
-def _phase(session: Session, name: str, make_space, ctx, describe: Describe, opts: Options, expected: int,
-           **tuner_kw):
-    """Run (or resume) one Tuner; returns its ResultGrid, or raises Interrupted."""
-    from ray import tune
-
-    from bench import tune as tune_mod
-
-    state = session.state
-    uri, exp_id = state["tracking_uri"], state["experiment_id"]
-    phase = state["phases"].setdefault(name, {})
-    if phase.get("done"):
-        return None
-    storage = opts.storage or str((session.out / "ray").resolve())
-    path = f"{storage.rstrip('/')}/{name}"
-    restorable = tune.Tuner.can_restore(path)
-    if "parent" in phase and not restorable:
-        # Killed before Tune saved any state: this phase starts over under new trial ids.
-        tracking.supersede(uri, exp_id, session.id, name)
-    if "parent" not in phase:
-        phase["parent"] = tracking.start_parent(uri, exp_id, f"{state['experiment']}:{name}", {
-            "bench.session": session.id, "phase": name.split("-")[0],
-            "bench.meta": json.dumps(state["meta"], sort_keys=True)})
-        session.save()
-    else:
-        tracking.client(uri).update_run(phase["parent"], status="RUNNING")
-    if restorable:
-        print(f"[bench] resuming phase {name} from {path}", flush=True)
-        tuner = tune_mod.restore_tuner(path, ctx)
-    else:
-        callbacks = [tracking.TrialTracker(uri, exp_id, phase["parent"], session.id, describe), tune_mod.Progress()]
-        tuner = tune_mod.build_tuner(name=name, storage=storage, param_space=make_space(), ctx=ctx,
-                                     callbacks=callbacks, max_failures=opts.max_failures,
-                                     max_concurrent=opts.max_concurrent, **tuner_kw)
-    grid, interrupted = _fit(tuner)
-    if interrupted or len(grid) < expected or grid.num_terminated + grid.num_errors < len(grid):
-        raise Interrupted(name)
-    phase["done"] = True
-    phase["rows"] = [(r.config, {k: v for k, v in r.metrics.items() if k in (ctx.metric, "final", "diverged")})
-                     for r in grid if r.metrics and r.config]
-    session.save()
-    tracking.client(uri).set_terminated(phase["parent"], "FINISHED")
-    return grid
-
-
-def _fit(tuner):
-    """Tuner.fit(), and whether Ctrl-C ended it.
-
-    Tune handles the first SIGINT itself (saves state, returns normally) and then puts back
-    the handler it found; finding ours back in place is how we know the stop was a Ctrl-C.
-    """
-    import signal
-
-    def marker(sig, frame):
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGINT, marker)
-    try:
-        grid = tuner.fit()
-    finally:
-        interrupted = signal.getsignal(signal.SIGINT) is marker
-        signal.signal(signal.SIGINT, previous)
-    return grid, interrupted
-
-
+# --- the protocol -----------------------------------------------------------------------------
 def run(opts: Options, resume: bool = False) -> Path:
     """Run (or resume) the whole protocol; returns the report's path."""
-    import ray
+    session, configs = open_session(opts, resume)
+    from bench import report, tuner  # after the checks, so a mistake is answered before Ray loads
 
+    opts = session.opts
+    data_dir, cache = prepare(session, next(iter(configs.values())))
+    with tuner.ray_session(opts.address) as resources:
+        status = "KILLED"
+        try:
+            ctx = trial_context(opts, resources, data_dir, cache)
+            arms = search_phases(session, ctx, configs)
+            seeds_phase(session, ctx, arms)
+            status = "FINISHED"
+        finally:
+            tracking.close_session(session.uri, session.state["experiment_id"], session.id, status)
+    return report.from_store(session.uri, session.state["experiment"], session.id, session.out)
+
+
+def prepare(session: Session, cfg: TrainConfig) -> tuple[str, Path]:
+    """Before Ray starts: verified data, the cached real side of every score (bench.metrics.Reference,
+    in the user cache that `bench evaluate` shares), the session's metadata (with every metric's
+    real-data floor at final_n) and the MLflow experiment. Returns (data dir, feature cache)."""
     from bench import data, evaluator, metrics
-    from bench import tune as tune_mod
 
-    out = Path(opts.output)
-    if resume:
-        prepare_output(out, resume=True)
-        session = Session.load(out)
-        opts = session.opts
-        configs = check(opts)
-    else:
-        configs = check(opts)
-        prepare_output(out, resume=False)
-        session = new_session(out, opts)
-    mnist = data.load_mnist(opts.data_dir)  # verifies, or fetches into the cache, before Ray starts
-    data_dir = str(data.resolve_data_dir(opts.data_dir))
+    opts, state = session.opts, session.state
+    mnist = data.load_mnist(opts.data_dir)  # verifies, or fetches into the cache
     net = evaluator.load()
-    cache = out / "cache"
-    metrics.real_features(net, mnist.test_images, cache_dir=cache)
-    final_n = next(iter(configs.values())).final_n
-    state = session.state
+    cache = data.cache_root() / "features"
+    ref = metrics.reference(net, mnist, cache_dir=cache)
+    if opts.preset == "search":
+        metrics.reference(net, data.split(mnist, "val"), cache_dir=cache)  # what the search trials score against
     if "meta" not in state:
-        floor = metrics.fid_floor(net, mnist, final_n, cache_dir=cache)
+        n = cfg.final_n
+        floors = (metrics.floors(net, ref, n, cas=cfg.cas) if n <= len(mnist.test_images)
+                  else {"eval/fid": metrics.fid_floor(net, mnist, n, cache_dir=cache)})  # floors need n held-out
         state["meta"] = {
             "command": opts.command, "commit": tracking.git_commit(), "evaluator_sha256": evaluator.WEIGHTS_SHA256,
-            "n_samples": final_n, "fid_floor": floor, "fid_floor_n": final_n, "hardware": tracking.hardware(),
-            "experiment": state["experiment"], "tracking_uri": state["tracking_uri"], "primary_metric": opts.metric,
+            "n_samples": n, "fid_floor": floors["eval/fid"], "fid_floor_n": n, "floors": floors,
+            "hardware": tracking.hardware(), "experiment": state["experiment"],
+            "tracking_uri": session.uri, "primary_metric": opts.metric,
             "higher_is_better": {k: metrics.higher_is_better(k) for k in metrics.HIGHER_IS_BETTER}}
-    uri = state["tracking_uri"]
-    artifacts = out / "mlartifacts" if uri == tracking.default_uri(out) else None
-    state["experiment_id"] = tracking.ensure_experiment(uri, state["experiment"], artifacts)
+    artifacts = session.out / "mlartifacts" if session.uri == default_uri(session.out) else None
+    state["experiment_id"] = tracking.ensure_experiment(session.uri, state["experiment"], artifacts)
     session.save()
-
-    higher = metrics.higher_is_better(opts.metric)
-    describe_kw = {"commit": state["meta"]["commit"], "evaluator_sha256": state["meta"]["evaluator_sha256"]}
-    status = "KILLED"
-    resources = tune_mod.init_ray(opts.address)
-    try:
-        ctx = trial_context(opts, resources, data_dir, cache)
-        arms = [{"variant": v} for v in opts.variants]
-        if opts.preset == "search":
-            arms = []
-            for v in opts.variants:
-                cls = registry.get(v)
-                space = cls.search_space(opts.space)
-                base = {"variant": v, "preset": "search", "budget": opts.trial_budget, "seed": 0, **opts.sets}
-                name = f"search-{v}"
-                _phase(session, name, lambda: base | space, ctx, Describe(name, **describe_kw), opts,
-                       expected=opts.num_samples, num_samples=opts.num_samples,
-                       search_alg=tune_mod.search_algorithm(opts.search, space, vars(configs[v]), ctx, seed=0),
-                       sched=tune_mod.scheduler(opts.scheduler, ctx, space, configs[v].steps // max(configs[v].eval_every, 1) + 1))
-                best = best_config(session.state["phases"][name]["rows"], opts.metric, higher, list(space))
-                if best is None:
-                    print(f"[bench] warning: every search trial of {v} diverged or failed; phase 2 uses its defaults")
-                arms.append({"variant": v, **(best or {})})
-        seeds = list(range(opts.n_seeds))
-        space = {"arm": {"grid_search": arms}, "seed": {"grid_search": seeds}, "preset": opts.preset,
-                 "budget": opts.trial_budget, **opts.sets}
-        _phase(session, "seeds", lambda: _grid(space), ctx, Describe("seeds", **describe_kw), opts,
-               expected=len(arms) * len(seeds))
-        status = "FINISHED"
-    except KeyboardInterrupt:
-        raise Interrupted("seeds") from None
-    finally:
-        tracking.close_session(uri, state["experiment_id"], session.id, status)
-        ray.shutdown()
-    return write_report(uri, state["experiment"], session.id, out)
-
-
-def _grid(space: dict[str, Any]) -> dict[str, Any]:
-    from ray import tune
-
-    return {k: tune.grid_search(v["grid_search"]) if isinstance(v, dict) and "grid_search" in v else v
-            for k, v in space.items()}
+    return str(data.resolve_data_dir(opts.data_dir)), cache
 
 
 def trial_context(opts: Options, resources: dict[str, float], data_dir: str, cache: Path):
-    import sys
-
-    from bench import metrics
-    from bench.tune import TrialContext
+    """Resources per trial (falling back to the CPU when the cluster lacks the GPUs asked for)."""
+    from bench import faults, metrics
+    from bench.tuner import TrialContext
 
     have_gpus = resources.get("GPU", 0.0)
     gpus = opts.gpus_per_trial if opts.gpus_per_trial is not None else (1.0 if have_gpus >= 1 else 0.0)
@@ -357,19 +217,120 @@ def trial_context(opts: Options, resources: dict[str, float], data_dir: str, cac
                          f"{resources.get('CPU', 0):g} CPUs; lower it")
     mode = "max" if metrics.higher_is_better(opts.metric) else "min"
     return TrialContext(data_dir=data_dir, cache_dir=str(cache.resolve()), metric=opts.metric, mode=mode,
-                        cpus=opts.cpus_per_trial, gpus=gpus)
+                        cpus=opts.cpus_per_trial, gpus=gpus, faults=faults.Faults.from_env())
 
 
-def write_report(uri: str, experiment: str, session: str | None, out: Path) -> Path:
-    import tempfile
+def search_phases(session: Session, ctx, configs: dict[str, TrainConfig]) -> list[dict[str, Any]]:
+    """The arms of the seeds phase: each variant with its best searched values (--preset search)
+    or with its defaults."""
+    opts = session.opts
+    if opts.preset != "search":
+        return [{"variant": v} for v in opts.variants]
+    return [search_phase(session, ctx, v, configs[v]) for v in opts.variants]
 
-    from bench import report
 
-    with tempfile.TemporaryDirectory(prefix="bench-report-") as tmp:
-        runs, history, meta = tracking.load_session(uri, experiment, session, Path(tmp))
-        if runs.empty:
-            raise BenchError(f"experiment {experiment!r} has no trial runs to report yet")
-        for key in meta.get("higher_is_better", {}):
-            if key not in runs:
-                runs[key] = float("nan")  # e.g. every trial diverged: the table still has the column
-        return report.write_report(runs, history, meta, out)
+def search_phase(session: Session, ctx, variant: str, cfg: TrainConfig) -> dict[str, Any]:
+    """Search one variant's space (seed SEARCH_SEED); returns its arm: the variant and its best values."""
+    from bench import metrics, tuner
+
+    opts = session.opts
+    space = registry.get(variant).search_space(opts.space)
+    # Selection looks at the validation split only; the seeds phase then trains on all 60k and reports on test.
+    fixed = {"variant": variant, "preset": "search", "budget": opts.trial_budget, "seed": SEARCH_SEED,
+             "eval_split": "val", **opts.sets}
+    max_reports = cfg.steps // max(cfg.eval_every, 1) + 1
+    rows = run_phase(session, ctx, f"search-{variant}", fixed | space, expected=opts.num_samples,
+                     num_samples=opts.num_samples,
+                     search_alg=tuner.search_algorithm(opts.search, space, vars(cfg), ctx, seed=0),
+                     sched=tuner.scheduler(opts.scheduler, ctx, space, max_reports))
+    best = best_config(rows, opts.metric, metrics.higher_is_better(opts.metric), list(space))
+    if best is None:
+        print(f"[bench] warning: every search trial of {variant} diverged or failed; phase 2 uses its defaults")
+    return {"variant": variant, **(best or {})}
+
+
+def seeds_phase(session: Session, ctx, arms: list[dict[str, Any]]) -> None:
+    """Every arm × seeds 0 … n-1, at the preset's budget."""
+    opts = session.opts
+    space = {"arm": grid(arms), "seed": grid(range(opts.n_seeds)), "preset": opts.preset,
+             "budget": opts.trial_budget, **opts.sets}
+    run_phase(session, ctx, "seeds", space, expected=len(arms) * opts.n_seeds)
+
+
+def best_config(rows: list[tuple[dict[str, Any], dict[str, Any]]], metric: str, higher_is_better: bool,
+                keys: list[str]) -> dict[str, Any] | None:
+    """The searched values of the best trial whose scores count; None if there is none."""
+    scored = []
+    for config, result in rows:
+        record = TrialResult.from_tune(result)
+        if counts(record) and math.isfinite(record.metrics.get(metric, math.nan)):
+            scored.append((record.metrics[metric], config))
+    if not scored:
+        return None
+    _, config = (max if higher_is_better else min)(scored, key=lambda vc: vc[0])
+    return {k: config[k] for k in keys if k in config}
+
+
+def run_phase(session: Session, ctx, name: str, space: dict[str, Any], expected: int,
+              **tuner_kw) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """Run (or resume, or skip when done) one phase: one Tuner under one MLflow parent run.
+    Returns its rows (trial config, result summary); raises Interrupted when it did not finish."""
+    from bench import tuner
+
+    phase = session.state["phases"].setdefault(name, {})
+    if phase.get("done"):
+        return phase["rows"]
+    storage = session.opts.storage or str((session.out / "ray").resolve())
+    path = f"{storage.rstrip('/')}/{name}"
+    restored = tuner.restore_tuner(path, ctx)
+    parent = _open_parent(session, name, phase, restarted=restored is None)
+    if restored is not None:
+        print(f"[bench] resuming phase {name} from {path}", flush=True)
+    t = restored or tuner.build_tuner(name=name, storage=storage, space=space, ctx=ctx,
+                                      callbacks=_callbacks(session, name, parent),
+                                      max_failures=session.opts.max_failures,
+                                      max_concurrent=session.opts.max_concurrent, **tuner_kw)
+    try:
+        results, interrupted = tuner.fit(t)
+    except KeyboardInterrupt:
+        raise Interrupted(name) from None
+    if interrupted or len(results) < expected or results.num_terminated + results.num_errors < len(results):
+        raise Interrupted(name)
+    phase["done"] = True
+    phase["rows"] = [(r.config, _summary(r.metrics, ctx.metric)) for r in results if r.metrics and r.config]
+    session.save()
+    client(session.uri).set_terminated(parent, "FINISHED")
+    return phase["rows"]
+
+
+def _callbacks(session: Session, name: str, parent: str) -> list:
+    """MLflow tracking and progress lines; Tune saves them with its state for a resume."""
+    from bench import tuner
+
+    meta = session.state["meta"]
+    log = tracking.TrialLog(session.uri, session.state["experiment_id"], parent, session.id)
+    tags = {"commit": meta["commit"], "evaluator_sha256": meta["evaluator_sha256"]}
+    return [tuner.TrialTracker(log, name, tags), tuner.Progress()]
+
+
+def _summary(result: dict[str, Any], metric: str) -> dict[str, Any]:
+    """What best_config needs of a trial's last result, small enough for experiment.json."""
+    record = TrialResult.from_tune(result)
+    return {"final": int(record.final), "diverged": int(record.diverged)} | (
+        {metric: record.metrics[metric]} if metric in record.metrics else {})
+
+
+def _open_parent(session: Session, name: str, phase: dict[str, Any], restarted: bool) -> str:
+    """The phase's MLflow parent run: created once, reopened on resume. A phase killed before
+    Tune saved any state starts over under new trial ids, so its old trial runs are superseded."""
+    state = session.state
+    if "parent" in phase and restarted:
+        tracking.supersede(session.uri, state["experiment_id"], session.id, name)
+    if "parent" not in phase:
+        phase["parent"] = tracking.start_parent(session.uri, state["experiment_id"], f"{state['experiment']}:{name}", {
+            "bench.session": session.id, "phase": name.split("-")[0],
+            "bench.meta": json.dumps(state["meta"], sort_keys=True)})
+        session.save()
+    else:
+        client(session.uri).update_run(phase["parent"], status="RUNNING")
+    return phase["parent"]

@@ -3,6 +3,11 @@
 FID/KID live in the evaluator's 128-d feature space (torchmetrics with a custom feature module);
 the label metrics use its softmax. `score` runs the evaluator once over the samples and takes
 the real side from cached features, so no call re-reads real images.
+
+`evaluate` adds the nearest-neighbour metrics of bench.fidelity (precision, recall, density,
+coverage, memorization), intra-FID and CAS (bench.cas) against a `Reference`: every real-side
+statistic, computed once and cached on disk. `floors` scores real images the same way, so every
+metric has a "what good looks like" value at the same N.
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ import hashlib
 import math
 import os
 import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +29,11 @@ from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.kid import KernelInceptionDistance
 from torchmetrics.utilities import dim_zero_cat
 
-from bench.data import Mnist, cache_root
+from bench import cas as cas_score
+from bench import fidelity
+from bench.data import NUM_CLASSES, Mnist, cache_root
 from bench.evaluator import Evaluator, batched, device_of, fingerprint, to_input
 
-NUM_CLASSES = 10
 KID_SUBSETS = 50  # torchmetrics defaults to 100; 50 keeps score() at N=10k under ~10 s on one thread
 KID_SUBSET_SIZE = 1000
 COVERAGE_SHARE = 0.1  # a class is covered if it gets >= 10% of its fair share (1/10) of the samples
@@ -149,13 +157,26 @@ HIGHER_IS_BETTER: dict[str, bool] = {
     "eval/class_entropy": ClassCoverage.higher_is_better,
     "eval/label_accuracy": LabelAccuracy.higher_is_better,
     **{f"eval/class_acc/{k}": LabelAccuracy.higher_is_better for k in range(NUM_CLASSES)},
+    "eval/precision": True,
+    "eval/recall": True,
+    "eval/density": True,  # ≈ 1 for real data; above 1 means samples crowd the dense modes
+    "eval/coverage": True,
+    "eval/memorization": False,
+    "eval/intra_fid": False,
+    **{f"eval/intra_fid/{k}": False for k in range(NUM_CLASSES)},
+    "eval/cas": True,
 }
+PERIODIC_KEYS = ("eval/fid", "eval/kid", "eval/kid_std", "eval/classifier_score", "eval/class_coverage",
+                 "eval/class_entropy", "eval/label_accuracy", "eval/precision", "eval/recall", "eval/density",
+                 "eval/coverage")  # plus eval/class_acc/<k>: what evaluate(final=False) returns
 
 
 def higher_is_better(key: str) -> bool:
     """Direction of a score key (including any eval/class_acc/<k>)."""
     if key.startswith("eval/class_acc/"):
         return LabelAccuracy.higher_is_better
+    if key.startswith("eval/intra_fid/"):
+        return HIGHER_IS_BETTER["eval/intra_fid"]
     if key not in HIGHER_IS_BETTER:
         raise KeyError(f"unknown score key {key!r}; known: {', '.join(HIGHER_IS_BETTER)}")
     return HIGHER_IS_BETTER[key]
@@ -167,26 +188,37 @@ def _images_sha256(images: torch.Tensor) -> str:
     return digest.hexdigest()
 
 
+def _cache_path(evaluator: Evaluator, images: torch.Tensor, cache_dir: str | os.PathLike | None,
+                suffix: str = "") -> Path:
+    """Where a statistic of the evaluator's view of these images lives: keyed by (weights, pixels)."""
+    root = Path(cache_dir) if cache_dir is not None else cache_root() / "features"
+    return root / f"{fingerprint(evaluator)[:16]}-{_images_sha256(images)[:16]}{suffix}.npy"
+
+
+def _cached(path: Path, shape: tuple[int, ...], compute: Callable[[], torch.Tensor]) -> torch.Tensor:
+    """The float64 array stored at path if it has this shape, else compute(), stored there."""
+    if path.is_file():
+        try:
+            cached = np.load(path, allow_pickle=False)
+            if cached.shape == shape and cached.dtype == np.float64:
+                return torch.from_numpy(cached)
+        except (ValueError, OSError):
+            pass  # a damaged cache entry is recomputed and overwritten below
+    value = compute().double()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # concurrent trials may write the same key
+    with open(tmp, "wb") as f:
+        np.save(f, value.numpy())
+    os.replace(tmp, path)
+    return value
+
+
 def real_features(evaluator: Evaluator, images: torch.Tensor,
                   cache_dir: str | os.PathLike | None = None) -> torch.Tensor:
     """(N, 128) float64 evaluator features of real images, computed once per (weights, images)
     and kept in cache_dir (default `~/.cache/gan-bench/features`)."""
-    root = Path(cache_dir) if cache_dir is not None else cache_root() / "features"
-    path = root / f"{fingerprint(evaluator)[:16]}-{_images_sha256(images)[:16]}.npy"
-    if path.is_file():
-        try:
-            cached = np.load(path, allow_pickle=False)
-            if cached.shape == (len(images), evaluator.num_features) and cached.dtype == np.float64:
-                return torch.from_numpy(cached)
-        except (ValueError, OSError):
-            pass  # a damaged cache entry is recomputed and overwritten below
-    features = batched(evaluator.features, images, device_of(evaluator)).double()
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # concurrent trials may write the same key
-    with open(tmp, "wb") as f:
-        np.save(f, features.numpy())
-    os.replace(tmp, path)
-    return features
+    return _cached(_cache_path(evaluator, images, cache_dir), (len(images), evaluator.num_features),
+                   lambda: batched(evaluator.features, images, device_of(evaluator)))
 
 
 def _fid(evaluator: Evaluator, real: torch.Tensor, fake: torch.Tensor) -> float:
@@ -196,22 +228,27 @@ def _fid(evaluator: Evaluator, real: torch.Tensor, fake: torch.Tensor) -> float:
     return float(fid.compute())
 
 
-def score(images: torch.Tensor, labels: torch.Tensor | None, *, evaluator: Evaluator,
-          real_features: torch.Tensor, seed: int = 0) -> dict[str, float]:
-    """Every eval/* score of N generated images (uint8 N×28×28 or float N×1×28×28 in [-1, 1]);
-    labels are the classes asked of a conditional generator (None for unconditional ones).
-    real_features: the reference set, e.g. real_features(evaluator, mnist.test_images)."""
+def _check(images: torch.Tensor, labels: torch.Tensor | None) -> None:
     n = len(images)
     if n < 2:
         raise ValueError(f"score needs at least 2 images, got {n}")
     if labels is not None and labels.shape != (n,):
         raise ValueError(f"labels must have shape ({n},), got {tuple(labels.shape)}")
+
+
+def _features_and_logits(evaluator: Evaluator, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One evaluator pass: (float64 features, logits), both on the CPU."""
     device = device_of(evaluator)
     features32 = batched(evaluator.features, images, device)
     with torch.no_grad():
         logits = evaluator.classify(features32.to(device)).cpu()
-    features = features32.double()
+    return features32.double(), logits
 
+
+def _score_features(features: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor | None, *,
+                    evaluator: Evaluator, real_features: torch.Tensor, seed: int) -> dict[str, float]:
+    """score() once the evaluator has seen the samples."""
+    n = len(features)
     out = {"eval/fid": _fid(evaluator, real_features, features)}
     kid = kid_metric(evaluator, subset_size=min(KID_SUBSET_SIZE, n, len(real_features)))
     kid.update(real_features, real=True)
@@ -238,13 +275,115 @@ def score(images: torch.Tensor, labels: torch.Tensor | None, *, evaluator: Evalu
     return out
 
 
+def score(images: torch.Tensor, labels: torch.Tensor | None, *, evaluator: Evaluator,
+          real_features: torch.Tensor, seed: int = 0) -> dict[str, float]:
+    """Every eval/* score of N generated images (uint8 N×28×28 or float N×1×28×28 in [-1, 1])
+    that needs only the reference set's features (evaluate() adds the rest);
+    labels are the classes asked of a conditional generator (None for unconditional ones).
+    real_features: the reference set, e.g. real_features(evaluator, mnist.test_images)."""
+    _check(images, labels)
+    features, logits = _features_and_logits(evaluator, images)
+    return _score_features(features, logits, labels, evaluator=evaluator, real_features=real_features, seed=seed)
+
+
 def fid_floor(evaluator: Evaluator, mnist: Mnist, n: int, *, seed: int = 0,
               cache_dir: str | os.PathLike | None = None) -> float:
     """FID of n seeded train images vs the 10k test images: what a perfect generator scores at this N
     (FID is biased upward at finite N, so report it next to any FID measured with n samples)."""
-    if not 2 <= n <= len(mnist.train_images):
-        raise ValueError(f"n must be in 2..{len(mnist.train_images)}, got {n}")
-    subset = torch.randperm(len(mnist.train_images), generator=torch.Generator().manual_seed(seed))[:n]
+    subset = _train_subset(mnist, n, seed)
     test = real_features(evaluator, mnist.test_images, cache_dir)
     train = real_features(evaluator, mnist.train_images[subset], cache_dir)
     return _fid(evaluator, test, train)
+
+
+def _train_subset(mnist: Mnist, n: int, seed: int) -> torch.Tensor:
+    """n seeded indices into mnist.train_images: the real stand-in for n generated samples."""
+    if not 2 <= n <= len(mnist.train_images):
+        raise ValueError(f"n must be in 2..{len(mnist.train_images)}, got {n}")
+    return torch.randperm(len(mnist.train_images), generator=torch.Generator().manual_seed(seed))[:n]
+
+
+# --- the full metric set ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The real side of every score, for one evaluator and one MNIST view: mnist.test_* is the
+    evaluation set, mnist.train_* the images the generators train on (the reference for memorization)."""
+
+    mnist: Mnist
+    features: torch.Tensor  # (N_eval, 128) float64 features of mnist.test_images
+    radii: dict[int, torch.Tensor]  # k → k-NN radii of `features` for k = PR_K and DC_K
+    train_features: torch.Tensor  # (N_train, 128) float64 features of mnist.train_images
+
+
+def reference(evaluator: Evaluator, mnist: Mnist, cache_dir: str | os.PathLike | None = None) -> Reference:
+    """Reference for `mnist`, each part loaded from cache_dir or computed once and stored there."""
+    ks = (fidelity.PR_K, fidelity.DC_K)
+    features = real_features(evaluator, mnist.test_images, cache_dir)
+    radii = _cached(_cache_path(evaluator, mnist.test_images, cache_dir, f"-knn{ks[0]}-{ks[1]}"),
+                    (len(features), len(ks)), lambda: torch.stack(list(fidelity.knn_radii(features, ks).values()), 1))
+    train_features = real_features(evaluator, mnist.train_images, cache_dir)
+    return Reference(mnist, features, dict(zip(ks, radii.unbind(1), strict=True)), train_features)
+
+
+def intra_fid(evaluator: Evaluator, features: torch.Tensor, labels: torch.Tensor, real_features: torch.Tensor,
+              real_labels: torch.Tensor) -> dict[str, float]:
+    """eval/intra_fid/<c>: FID between the samples asked to be class c and the real images of class c
+    (Miyato & Koyama 2018); eval/intra_fid: their mean over the classes, NaN if a class has < 2 samples."""
+    out = {}
+    for c in range(NUM_CLASSES):
+        fake, real = features[labels == c], real_features[real_labels == c]
+        out[f"eval/intra_fid/{c}"] = _fid(evaluator, real, fake) if min(len(fake), len(real)) >= 2 else math.nan
+    out["eval/intra_fid"] = float(np.mean(list(out.values())))
+    return out
+
+
+def _scores(images: torch.Tensor, features: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor | None, *,
+            evaluator: Evaluator, reference: Reference, seed: int, final: bool, cas: bool) -> dict[str, float]:
+    """Every score except memorization, from one evaluator pass over the samples."""
+    out = _score_features(features, logits, labels, evaluator=evaluator, real_features=reference.features, seed=seed)
+    out |= {f"eval/{k}": v for k, v in fidelity.prdc(reference.features, features, real_radii=reference.radii).items()}
+    if final and labels is not None:
+        out |= intra_fid(evaluator, features, labels, reference.features, reference.mnist.test_labels)
+        if cas:
+            out["eval/cas"] = cas_score.cas(images, labels, reference.mnist.test_images, reference.mnist.test_labels,
+                                            seed=seed, device=device_of(evaluator))
+    return out
+
+
+def evaluate(images: torch.Tensor, labels: torch.Tensor | None, final: bool = True, *, evaluator: Evaluator,
+             reference: Reference, seed: int = 0, cas: bool = True) -> dict[str, float]:
+    """Scores of N generated images (as for score()) against reference.
+
+    final=False: the cheap periodic set, PERIODIC_KEYS (+ eval/class_acc/<k>). final=True adds
+    eval/memorization and, when labels are given (conditional variants), eval/intra_fid(/<c>) and,
+    unless cas=False, eval/cas (a classifier trained on the samples with the caller's torch
+    threads; the expensive one). Precision/recall/coverage depend on N:
+    compare them only at equal N, next to floors() at that N."""
+    _check(images, labels)
+    features, logits = _features_and_logits(evaluator, images)
+    out = _scores(images, features, logits, labels, evaluator=evaluator, reference=reference, seed=seed,
+                  final=final, cas=cas)
+    if final:
+        out["eval/memorization"] = fidelity.memorization(features, reference.train_features)
+    return out
+
+
+def floors(evaluator: Evaluator, reference: Reference, n: int, *, seed: int = 0,
+           cas: bool = True) -> dict[str, float]:
+    """Every final score of real data at N = n, "what good looks like" for each column: n seeded
+    training images with their true labels scored as samples (the same subset as fid_floor), except
+    eval/memorization, which scores n held-out evaluation images (training images score ~1 by design)."""
+    mnist = reference.mnist
+    if n > len(reference.features):
+        raise ValueError(f"n must be at most the {len(reference.features)} evaluation images, got {n}")
+    subset = _train_subset(mnist, n, seed)
+    images, labels = mnist.train_images[subset], mnist.train_labels[subset]
+    features, logits = _features_and_logits(evaluator, images)
+    out = _scores(images, features, logits, labels, evaluator=evaluator, reference=reference, seed=seed,
+                  final=True, cas=cas)
+    held_out = torch.randperm(len(reference.features), generator=torch.Generator().manual_seed(seed))[:n]
+    out["eval/memorization"] = fidelity.memorization(reference.features[held_out], reference.train_features)
+    return out
+

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import pkgutil
 from typing import TYPE_CHECKING
 
-from bench.errors import BenchError
+from bench.errors import BenchError, did_you_mean
 
 if TYPE_CHECKING:
     from bench.variant import Variant
@@ -46,9 +45,7 @@ def get(name: str) -> type[Variant]:
     _load_all()
     if name in _REGISTRY:
         return _REGISTRY[name]
-    close = difflib.get_close_matches(name, _REGISTRY, n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    raise BenchError(f"unknown variant {name!r}{hint}; available: {', '.join(names())}")
+    raise BenchError(f"unknown variant {name!r}{did_you_mean(name, _REGISTRY)}; available: {', '.join(names())}")
 
 
 def parse_list(text: str) -> list[str]:

@@ -1,7 +1,7 @@
 """Turn the trial records into report.md (+ PNGs) and machine-readable results.csv/results.json.
 
 Everything is derived from the inputs and sorted, so the same records give byte-identical
-report.md, results.csv and results.json (the bootstrap is seeded).
+report.md, results.csv and results.json (every resampling is seeded).
 """
 
 from __future__ import annotations
@@ -21,25 +21,39 @@ from matplotlib.ticker import MaxNLocator
 
 from bench.config import TrainConfig
 from bench.errors import BenchError
-from bench.stats import compare, expected_best, summarize
+from bench.records import FINAL_PREFIX, PERIODIC_PREFIX, TrialResult, counts, periodic_key
+from bench.stats import CI_METHOD, compare, expected_best, summarize
 
 KEY_METRICS = ["eval/label_accuracy", "eval/kid", "eval/classifier_score", "eval/class_coverage"]
 LABEL_METRIC = "eval/label_accuracy"
 CLASS_ACC_PREFIX = "eval/class_acc/"
-PERCENT_METRICS = {LABEL_METRIC, "eval/class_coverage"}  # stored as fractions in [0, 1]
+INTRA_FID_PREFIX = "eval/intra_fid/"
+PER_CLASS_PREFIXES = (CLASS_ACC_PREFIX, INTRA_FID_PREFIX)
+# Fidelity vs diversity (issue #9): the table with real-data floors, and the trade-off plane.
+FIDELITY_METRICS = ["eval/precision", "eval/recall", "eval/density", "eval/coverage", "eval/intra_fid", "eval/cas",
+                    "eval/memorization"]
+PERCENT_METRICS = {LABEL_METRIC, "eval/class_coverage", "eval/cas"}  # stored as fractions in [0, 1]
 NAMES = {"eval/fid": "FID", "eval/kid": "KID", "eval/kid_std": "KID std", "eval/label_accuracy": "label accuracy",
          "eval/classifier_score": "classifier score", "eval/class_coverage": "class coverage",
-         "eval/class_entropy": "class entropy", "perf/img_per_s": "img/s", "perf/train_s": "train s"}
+         "eval/class_entropy": "class entropy", "eval/precision": "precision", "eval/recall": "recall",
+         "eval/density": "density", "eval/coverage": "coverage", "eval/intra_fid": "intra-FID", "eval/cas": "CAS",
+         "eval/memorization": "memorization", "perf/img_per_s": "img/s", "perf/train_s": "train s"}
 # Shared by the preset, so a difference from the dataclass default says nothing about a variant.
 BUDGET_KEYS = {"seed", "steps", "batch_size", "eval_every", "eval_n", "final_n"}
 REQUIRED_COLUMNS = ["run_id", "run_name", "variant", "phase", "seed", "status", "diverged"]
 ALPHA = 0.05
 MISSING = "—"
+TOO_FEW = "n too small"  # in place of a confidence interval of one run
 
 
 # --- formatting ------------------------------------------------------------------------------
 def _is_percent(key: str) -> bool:
     return key in PERCENT_METRICS or key.startswith(CLASS_ACC_PREFIX)
+
+
+def _by_class(columns: list[str], prefix: str) -> list[str]:
+    """The per-class columns of one prefix, in class order."""
+    return sorted((c for c in columns if c.startswith(prefix)), key=lambda c: int(c.removeprefix(prefix)))
 
 
 def fmt(key: str, value: Any, *, signed: bool = False) -> str:
@@ -113,7 +127,8 @@ def _prepare(runs: pd.DataFrame, meta: dict) -> tuple[pd.DataFrame, list[str]]:
     for flag in ("diverged", "pruned"):  # pruned: stopped early by the scheduler, no full-N evaluation
         runs[flag] = runs[flag].fillna(0).astype(int) if flag in runs.columns else 0
     runs["config"] = [{k: _parse(v) for k, v in c.items()} if isinstance(c, dict) else {} for c in runs["config"]]
-    runs["ok"] = (runs["status"] == "FINISHED") & (runs["diverged"] == 0) & (runs["pruned"] == 0)
+    flags = zip(runs["status"], runs["diverged"], runs["pruned"], strict=True)
+    runs["ok"] = [counts(TrialResult.from_store(status, diverged, pruned, {})) for status, diverged, pruned in flags]
     # A diverged or pruned run may carry a periodic small-N number; it must not be averaged.
     runs.loc[~runs["ok"], metrics] = np.nan
     runs = runs.sort_values(["variant", "phase", "seed", "run_name", "run_id"], kind="stable").reset_index(drop=True)
@@ -199,35 +214,66 @@ def _save(fig: Figure, path: Path) -> None:
 
 
 def _curves(history: pd.DataFrame, runs: pd.DataFrame, keys: list[str], path: Path) -> bool:
+    """The periodic/* histories of `keys` (final eval/* keys), one line per run."""
+    keys = [periodic_key(k) for k in keys]
     rows = history[history["run_id"].isin(runs["run_id"]) & history["key"].isin(keys)
                    & np.isfinite(history["value"].to_numpy(dtype=float))]
     keys = [k for k in keys if (rows["key"] == k).any()]
     if not keys:
         return False
     fig = Figure(figsize=(5 * len(keys), 3.5))
-    for ax, key in zip(fig.subplots(1, len(keys), squeeze=False)[0], keys):
-        scale = 100 if _is_percent(key) else 1
+    for ax, key in zip(fig.subplots(1, len(keys), squeeze=False)[0], keys, strict=True):
+        final_key = FINAL_PREFIX + key.removeprefix(PERIODIC_PREFIX)
+        scale = 100 if _is_percent(final_key) else 1
         for _, run in runs.iterrows():
             line = rows[(rows["run_id"] == run["run_id"]) & (rows["key"] == key)].sort_values("step")
             status = _status(run).split(":")[0]
             ax.plot(line["step"], line["value"] * scale, marker=".", label=f"{run['run_name']} ({status})")
         ax.set_xlabel("generator step")
-        ax.set_ylabel(_name(key, {}) + (" (%)" if scale == 100 else ""))
+        ax.set_ylabel(f"{_name(final_key, {})}, periodic" + (" (%)" if scale == 100 else ""))
         ax.legend(fontsize=7)
     _save(fig, path)
     return True
 
 
-def _class_bars(group: pd.DataFrame, columns: list[str], path: Path) -> bool:
-    means = group.loc[group["ok"], columns].mean() * 100  # pandas skips NaN without warnings
-    if not means.notna().any():
+def _class_bars(group: pd.DataFrame, metrics: list[str], floors: dict[str, float], path: Path) -> bool:
+    """Per class: label accuracy and intra-FID (where scored), mean over finished runs; a black tick
+    marks real data's value at the same N."""
+    panels = [(prefix, _by_class(metrics, prefix)) for prefix in PER_CLASS_PREFIXES]
+    panels = [(p, cols) for p, cols in panels if cols and group.loc[group["ok"], cols].notna().any().any()]
+    if not panels:
         return False
-    fig = Figure(figsize=(6, 3))
-    ax = fig.subplots()
-    ax.bar([c.removeprefix(CLASS_ACC_PREFIX) for c in columns], means.to_numpy(dtype=float))
-    ax.set_xlabel("class")
-    ax.set_ylabel("accuracy (%)")
-    ax.set_ylim(0, 100)
+    fig = Figure(figsize=(6 * len(panels), 3))
+    for ax, (prefix, columns) in zip(fig.subplots(1, len(panels), squeeze=False)[0], panels, strict=True):
+        scale = 100 if prefix == CLASS_ACC_PREFIX else 1
+        classes = [c.removeprefix(prefix) for c in columns]
+        ax.bar(classes, group.loc[group["ok"], columns].mean().to_numpy(dtype=float) * scale)  # NaN-skipping mean
+        floor = [floors.get(c, math.nan) * scale for c in columns]
+        if any(math.isfinite(v) for v in floor):
+            ax.scatter(classes, floor, marker="_", s=300, color="black", label="real data", zorder=3)
+            ax.legend(fontsize=7)
+        ax.set_xlabel("class")
+        ax.set_ylabel("label accuracy (%)" if scale == 100 else "intra-FID ↓")
+    _save(fig, path)
+    return True
+
+
+def _tradeoff(runs: pd.DataFrame, floors: dict[str, float], path: Path) -> bool:
+    """Precision vs recall and density vs coverage, one point per finished run, coloured by variant:
+    sharp-but-narrow sits high on the first axis, diverse-but-blurry far along the second."""
+    pairs = [(x, y) for x, y in (("eval/recall", "eval/precision"), ("eval/coverage", "eval/density"))
+             if {x, y} <= set(runs.columns) and runs.loc[runs["ok"], [x, y]].notna().all(axis=1).any()]
+    if not pairs:
+        return False
+    fig = Figure(figsize=(5 * len(pairs), 4))
+    for ax, (x, y) in zip(fig.subplots(1, len(pairs), squeeze=False)[0], pairs, strict=True):
+        for variant, group in runs[runs["ok"]].groupby("variant", sort=True):
+            ax.scatter(group[x], group[y], label=variant, alpha=0.8)
+        if x in floors and y in floors:
+            ax.scatter([floors[x]], [floors[y]], marker="*", s=150, color="black", label="real data")
+        ax.set_xlabel(NAMES[x] + " ↑")
+        ax.set_ylabel(NAMES[y] + " ↑")
+        ax.legend(fontsize=7)
     _save(fig, path)
     return True
 
@@ -270,16 +316,21 @@ def _intro(meta: dict, runs: pd.DataFrame, ranked: list[str], without_seeds: lis
         f"{fmt('eval/fid', meta.get('fid_floor'))} at N = {meta.get('fid_floor_n', '?')}: that is what good looks "
         f"like, and no generator should be expected to go below it. ↑ marks metrics where higher is better, "
         f"↓ where lower is better. Variants are ranked by {_name(primary, meta['higher_is_better'])} over {basis}: "
-        f"its mean with a 95% percentile-bootstrap confidence interval in brackets; other metrics show mean ± "
+        f"its mean with a 95% {CI_METHOD} confidence interval (mean ± t·s/√n) in brackets, or '{TOO_FEW}' "
+        f"below 2 finished runs; other metrics show mean ± "
         f"standard deviation across runs; n counts finished runs. Diverged and failed runs are counted, never "
-        f"averaged in.")
+        f"averaged in." + (
+            " The search phase chooses each variant's config on the validation split (the last 10,000 training "
+            "images, which its trials do not train on); the seeds phase trains on all 60,000 and is scored on "
+            "the test set (column 'scored on' below)." if (runs["phase"] == "search").any() else ""))
 
 
 def _mean_cell(key: str, summary: dict, spread: str) -> str:
-    """'mean [low, high]' (spread='ci') or 'mean ± std' (spread='std'); mean alone below 2 runs."""
+    """'mean [low, high]' (spread='ci') or 'mean ± std' (spread='std'); below 2 runs the mean alone,
+    with TOO_FEW in place of the interval."""
     text = fmt(key, summary["mean"])
     if summary["n"] < 2:
-        return text
+        return f"{text} [{TOO_FEW}]" if spread == "ci" and summary["n"] else text
     if spread == "ci":
         return f"{text} [{fmt(key, summary['ci_low'])}, {fmt(key, summary['ci_high'])}]"
     return f"{text} ± {fmt(key, summary['std'])}"
@@ -297,6 +348,35 @@ def _ranking(aggregates: list[dict], metrics: list[str], directions: dict[str, b
                 "config": _config_text(agg["shown_config"])}
         rows.append(row)
     return md_table(pd.DataFrame(rows))
+
+
+def _fidelity(aggregates: list[dict], headline: pd.DataFrame, metrics: list[str], meta: dict,
+              assets: Path) -> list[str]:
+    """The fidelity/diversity/memorization table with the real-data floor row, and the trade-off plane."""
+    keys, directions = [k for k in FIDELITY_METRICS if k in metrics], meta["higher_is_better"]
+    if not keys:
+        return []
+    floors = meta.get("floors", {})
+    rows = [{"variant": a["variant"]} | {_name(k, directions): _mean_cell(k, a["metrics"][k], "std") for k in keys}
+            for a in aggregates]
+    rows.append({"variant": f"real data (N = {meta.get('n_samples', '?')})"}
+                | {_name(k, directions): fmt(k, floors.get(k)) for k in keys})
+    out = ["## Fidelity, diversity and memorization", "",
+           "Precision is the share of samples inside the real images' manifold and recall the share of real "
+           "images inside the samples' (k = 3, Kynkäänniemi et al. 2019); density and coverage are their "
+           "outlier-robust versions (k = 5, Naeem et al. 2020; density ≈ 1 for real data). Intra-FID is the mean "
+           "over classes of the FID against that class's real images (Miyato & Koyama 2018); CAS the test "
+           "accuracy of a classifier trained on the samples (Ravuri & Vinyals 2019); memorization the share of "
+           "samples closer to a training image than any other training image is. All are measured on the test "
+           "set in the evaluator's feature space, mean ± std over the ranked runs. The last row scores real "
+           "training images with their labels at the same N, what good looks like (for memorization: held-out "
+           "test images, since training images are copies by definition).", "",
+           md_table(pd.DataFrame(rows)), ""]
+    if _tradeoff(headline, floors, assets / "tradeoff.png"):
+        out += [f"![fidelity vs diversity]({assets.name}/tradeoff.png)", "",
+                "One point per ranked run. High precision with low recall is sharp but narrow; high recall with "
+                "low precision diverse but blurry; the star is real data at the same N.", ""]
+    return out
 
 
 def _significance(key: str, table: pd.DataFrame | None, untested: list[str], directions: dict[str, bool]) -> str:
@@ -329,11 +409,12 @@ def _significance(key: str, table: pd.DataFrame | None, untested: list[str], dir
 
 
 def _trials(runs: pd.DataFrame, metrics: list[str], ranked: list[str], directions: dict[str, bool]) -> str:
-    shown = [k for k in metrics if not k.startswith(CLASS_ACC_PREFIX) and k != "eval/kid_std"]
+    shown = [k for k in metrics if not k.startswith(PER_CLASS_PREFIXES) and k != "eval/kid_std"]
     order = runs.assign(rank=runs["variant"].map(ranked.index)).sort_values(
         ["rank", "phase", "seed", "run_name"], kind="stable")
     rows = [{"run": r["run_name"], "variant": r["variant"], "phase": r["phase"], "seed": r["seed"],
-             "status": _status(r)} | {_name(k, directions): fmt(k, r[k]) for k in shown}
+             "scored on": r["config"].get("eval_split", "test"), "status": _status(r)}
+            | {_name(k, directions): fmt(k, r[k]) for k in shown}
             for _, r in order.iterrows()]
     return md_table(pd.DataFrame(rows))
 
@@ -357,38 +438,47 @@ def _variant_section(variant: str, runs: pd.DataFrame, headline: pd.DataFrame, h
 
     if _curves(history, group, list(dict.fromkeys([primary, LABEL_METRIC])), assets / f"{slug}_curves.png"):
         eval_n = sorted({int(c["eval_n"]) for c in group["config"] if "eval_n" in c})
-        caption = "Training curves, one line per run."
+        caption = ("Training curves, one line per run: the periodic evaluations (MLflow keys `periodic/*`, "
+                   "apart from the final `eval/*`).")
         if eval_n != [meta.get("n_samples")]:
-            caption += (f" Periodic evaluations use {' / '.join(map(str, eval_n)) or 'fewer'} samples rather than "
+            caption += (f" They use {' / '.join(map(str, eval_n)) or 'fewer'} samples rather than "
                         f"N = {meta.get('n_samples', '?')}; FID is biased upward at small N, so periodic points sit "
                         f"above what the final evaluation at N gives.")
         out += [f"![training curves of {variant}]({assets.name}/{slug}_curves.png)", "", caption, ""]
     else:
         out += ["_No training curves were recorded._", ""]
 
-    class_columns = sorted((c for c in metrics if c.startswith(CLASS_ACC_PREFIX)),
-                           key=lambda c: int(c.removeprefix(CLASS_ACC_PREFIX)))
-    if class_columns and _class_bars(group, class_columns, assets / f"{slug}_classes.png"):
-        out += [f"![per-class accuracy of {variant}]({assets.name}/{slug}_classes.png)", "",
-                "Per-class label accuracy, mean over finished runs.", ""]
+    if _class_bars(group, metrics, meta.get("floors", {}), assets / f"{slug}_classes.png"):
+        out += [f"![per-class scores of {variant}]({assets.name}/{slug}_classes.png)", "",
+                "Per class: label accuracy and intra-FID (FID against the real images of that class), mean over "
+                "finished runs; black ticks: real training images at the same N.", ""]
 
+    return out + _budget_section(variant, runs, primary, directions, assets)
+
+
+def _budget_section(variant: str, runs: pd.DataFrame, primary: str, directions: dict[str, bool],
+                    assets: Path) -> list[str]:
+    """The expected-best-after-k-trials curve of a variant's search phase (none without one)."""
+    higher, slug = bool(directions[primary]), _slug(variant)
     search = runs[(runs["variant"] == variant) & (runs["phase"] == "search") & (runs["status"] != "RUNNING")]
-    if len(search) >= 2:
-        curve = expected_best(search[primary].to_numpy(dtype=float), higher_is_better=higher)
-        _budget(curve, NAMES.get(primary, primary), assets / f"{slug}_budget.png")
-        caption = (f"Expected best {_name(primary, directions)} after k of the {len(search)} search trials, over "
-                   f"random trial orders (Lucic et al. 2018; band: 95% of orders). Best after all: "
-                   f"{fmt(primary, curve['mean'].iloc[-1])}.")
-        lost = int((~search["ok"]).sum())
-        if lost:
-            caption += (f" {lost} of {len(search)} trials diverged, failed or were pruned by the scheduler; they "
-                        f"count as the worst outcome.")
-        infinite = curve.loc[~np.isfinite(curve["mean"]), "k"]
-        if len(infinite):
-            caption += (f" For k ≤ {infinite.max()} some orders hold only those, so the expectation is infinite "
-                        f"and not drawn.")
-        out += [f"![budget curve of {variant}]({assets.name}/{slug}_budget.png)", "", caption, ""]
-    return out
+    if len(search) < 2:
+        return []
+    curve = expected_best(search[primary].to_numpy(dtype=float), higher_is_better=higher)
+    _budget(curve, NAMES.get(primary, primary), assets / f"{slug}_budget.png")
+    split = {str(c.get("eval_split", "test")) for c in search["config"]}
+    caption = (f"Expected best {_name(primary, directions)} (on the {' / '.join(sorted(split))} split) after k of "
+               f"the {len(search)} search trials, over "
+               f"random trial orders (Lucic et al. 2018; band: 95% of orders). Best after all: "
+               f"{fmt(primary, curve['mean'].iloc[-1])}.")
+    lost = int((~search["ok"]).sum())
+    if lost:
+        caption += (f" {lost} of {len(search)} trials diverged, failed or were pruned by the scheduler; they "
+                    f"count as the worst outcome.")
+    infinite = curve.loc[~np.isfinite(curve["mean"]), "k"]
+    if len(infinite):
+        caption += (f" For k ≤ {infinite.max()} some orders hold only those, so the expectation is infinite "
+                    f"and not drawn.")
+    return [f"![budget curve of {variant}]({assets.name}/{slug}_budget.png)", "", caption, ""]
 
 
 def _provenance(meta: dict) -> list[str]:
@@ -404,8 +494,8 @@ def _provenance(meta: dict) -> list[str]:
     return (["## Provenance", "", "```text"] + [f"{name + ':':<{width}}{value}" for name, value in fields] + ["```", "",
             f"To reproduce any row, take its run_id and seed from results.csv and run "
             f"`bench sample RUN_ID --tracking-uri {get('tracking_uri')} --experiment {get('experiment')} "
-            f"--n {get('n_samples')} --out s.npz` then `bench evaluate s.npz --seed SEED` "
-            f"(the KID subsets are drawn with the run's seed).", ""])
+            f"--n {get('n_samples')} --out s.npz` then `bench evaluate s.npz --seed SEED --split SPLIT` "
+            f"(SPLIT: the run's 'scored on'; the KID subsets and the CAS classifier use the run's seed).", ""])
 
 
 # --- machine-readable twins ----------------------------------------------------------------------
@@ -468,6 +558,7 @@ def write_report(runs: pd.DataFrame, history: pd.DataFrame, meta: dict, out_dir:
     lines = [f"# GAN benchmark: {meta.get('experiment', 'experiment')}", "",
              _intro(meta, runs, ranked, without_seeds), "",
              "## Ranking", "", _ranking(aggregates, metrics, directions), "",
+             *_fidelity(aggregates, headline, metrics, meta, assets),
              "## Significance", "",
              "Pairwise Welch t-tests (unequal variances) on the finished runs, Holm–Bonferroni corrected across "
              "pairs; a difference is called significant when the corrected Welch p < 0.05. Mann–Whitney U (MWU) "
@@ -484,12 +575,33 @@ def write_report(runs: pd.DataFrame, history: pd.DataFrame, meta: dict, out_dir:
     report = out_dir / "report.md"
     report.write_text("\n".join(lines), encoding="utf-8")
 
-    trials = _trial_records(runs, metrics)
+    _write_results(out_dir, meta, aggregates, _trial_records(runs, metrics),
+                   [dict(row, metric=key) for key in tested if comparisons[key][0] is not None
+                    for row in comparisons[key][0].to_dict("records")])
+    return report
+
+
+def _write_results(out_dir: Path, meta: dict, aggregates: list[dict], trials: list[dict],
+                   comparisons: list[dict]) -> None:
+    """results.csv (one row per trial) and results.json (everything the report says, as data)."""
     _write_csv(trials, out_dir / "results.csv")
-    results = {"meta": meta, "variants": aggregates, "trials": trials,
-               "comparisons": [dict(row, metric=key) for key in tested if comparisons[key][0] is not None
-                               for row in comparisons[key][0].to_dict("records")]}
+    results = {"meta": meta, "variants": aggregates, "trials": trials, "comparisons": comparisons}
     (out_dir / "results.json").write_text(
         json.dumps(_jsonable(results), indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n",
         encoding="utf-8")
-    return report
+
+
+def from_store(uri: str, experiment: str, session: str | None, out_dir: Path) -> Path:
+    """write_report for a session read back from the MLflow store (the newest if session is None)."""
+    import tempfile
+
+    from bench.store import load_session
+
+    with tempfile.TemporaryDirectory(prefix="bench-report-") as tmp:
+        runs, history, meta = load_session(uri, experiment, session, Path(tmp))
+        if runs.empty:
+            raise BenchError(f"experiment {experiment!r} has no trial runs to report yet")
+        for key in meta.get("higher_is_better", {}):
+            if key not in runs:
+                runs[key] = float("nan")  # e.g. every trial diverged: the table still has the column
+        return write_report(runs, history, meta, Path(out_dir))

@@ -6,7 +6,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from bench.variant import NUM_CLASSES, Variant
+from bench.data import NUM_CLASSES
+from bench.variant import Variant
 
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:

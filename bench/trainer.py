@@ -9,40 +9,33 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 import torch
 
-from bench import faults
 from bench.config import TrainConfig
-from bench.data import Mnist
+from bench.data import NUM_CLASSES, Mnist
+from bench.records import FINAL_PREFIX, GRID_FILE, STATE_FILE, History, TrialResult, periodic_key
 from bench.samples import generate, grid_png
-from bench.variant import NUM_CLASSES, Variant
+from bench.variant import Variant
 
-Scorer = Callable[[torch.Tensor, torch.Tensor | None], dict[str, float]]
+# scorer(images, labels or None, final) → eval/* scores; final=False asks for the cheap periodic set.
+Scorer = Callable[[torch.Tensor, torch.Tensor | None, bool], dict[str, float]]
 # on_report(result, checkpoint_dir or None); the directory is only valid during the call.
-OnReport = Callable[[dict[str, Any], Path | None], None]
-
-STATE_FILE = "state.pt"
-GRID_FILE = "grid.png"
+OnReport = Callable[[TrialResult, Path | None], None]
 
 
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-class Diverged(Exception):
-    pass
-
-
 class Trainer:
+    """Trains one variant under one config; `scorer` (optional) scores its samples at each report."""
+
     def __init__(self, variant_cls: type[Variant], cfg: TrainConfig, mnist: Mnist,
-                 device: torch.device | str | None = None, scorer: Scorer | None = None,
-                 trial_key: str = "local"):
+                 device: torch.device | str | None = None, scorer: Scorer | None = None):
         self.cfg = cfg
         self.device = torch.device(device) if device else default_device()
         self.scorer = scorer
-        self.trial_key = trial_key
         torch.manual_seed(cfg.seed)  # weight init
         self.variant = variant_cls(cfg, self.device)
         # The dataset stays resident on the training device; batches are drawn by index.
@@ -96,57 +89,33 @@ class Trainer:
         losses |= {("loss/g" if k == "g" else f"loss/g_{k}"): t.detach() for k, t in g_losses.items()}
         return losses
 
-    def evaluate(self, n: int) -> dict[str, float]:
+    def evaluate(self, final: bool) -> dict[str, float]:
+        """Scores of final_n samples as eval/*, or of eval_n samples as periodic/* (see TrialResult)."""
         if self.scorer is None:
             return {}
-        images, labels = generate(self.variant, n, seed=self.cfg.seed)
-        return self.scorer(images, labels if self.variant.conditional else None)
+        images, labels = generate(self.variant, self.cfg.final_n if final else self.cfg.eval_n, seed=self.cfg.seed)
+        scores = self.scorer(images, labels if self.variant.conditional else None, final)
+        return scores if final else {periodic_key(k) if k.startswith(FINAL_PREFIX) else k: v for k, v in scores.items()}
 
     def weights_finite(self) -> bool:
         return all(torch.isfinite(p).all() for m in (self.variant.g, self.variant.d) for p in m.parameters())
 
-    def run(self, on_report: OnReport | None = None, resume_from: Path | None = None) -> dict[str, Any]:
-        """Train to cfg.steps, reporting at every eval_every steps and at the end.
+    def run(self, on_report: OnReport | None = None, resume_from: Path | None = None) -> TrialResult:
+        """Train to cfg.steps, reporting every eval_every steps and at the end (or on divergence).
 
-        Each report carries the loss windows logged since the previous one (`history`), so the
-        caller can log every point exactly once; the final report has `final=1` and full-N metrics.
+        Losses are averaged over windows of log_every steps; each report carries the windows
+        since the previous one. The final report has `final` set and eval/* scores at final_n samples.
         """
         c = self.cfg
         if resume_from is not None:
             self.restore(resume_from)
-        history: list[tuple[int, dict[str, float]]] = []
+        self.clock = _Clock()
         window: dict[str, list[torch.Tensor]] = {}
-        train_s, t0 = 0.0, time.perf_counter()
-        steps_timed = 0
-        result: dict[str, Any] = {}
-
-        def report(final: bool, diverged: bool = False) -> dict[str, Any]:
-            nonlocal history, train_s, t0, steps_timed
-            train_s += time.perf_counter() - t0
-            res: dict[str, Any] = {"step": self.step, "final": int(final), "diverged": int(diverged),
-                                   "history": history,
-                                   "perf/img_per_s": steps_timed * c.batch_size / max(train_s, 1e-9),
-                                   "perf/train_s": train_s}
-            if not diverged and (final or c.eval_every):
-                t_eval = time.perf_counter()
-                res |= self.evaluate(c.final_n if final else c.eval_n)
-                res["perf/eval_s"] = time.perf_counter() - t_eval
-            with tempfile.TemporaryDirectory(prefix="bench-ckpt-") as tmp:
-                if not diverged:
-                    self.save(Path(tmp), final=final)
-                if on_report:
-                    on_report(res, None if diverged else Path(tmp))
-            history = []
-            t0 = time.perf_counter()
-            return res
-
+        history: History = []
         while self.step < c.steps:
-            faults.before_step(self.step, self.trial_key)
             losses = self.train_step()
             self.step += 1
-            steps_timed += 1
-            if faults.poison(self.step):
-                losses = {k: torch.full_like(t, math.nan) for k, t in losses.items()}
+            self.clock.steps += 1
             for key, value in losses.items():
                 window.setdefault(key, []).append(value)
             if self.step % c.log_every == 0 or self.step == c.steps:
@@ -154,8 +123,42 @@ class Trainer:
                 window = {}
                 history.append((self.step, means))
                 if not all(math.isfinite(x) for x in means.values()) or not self.weights_finite():
-                    return report(final=True, diverged=True)
+                    return self._report(history, on_report, final=True, diverged=True)
             if c.eval_every and self.step % c.eval_every == 0 and self.step < c.steps:
-                result = report(final=False)
-        result = report(final=True)
+                self._report(history, on_report, final=False)
+                history = []
+        return self._report(history, on_report, final=True)
+
+    def _report(self, history: History, on_report: OnReport | None, final: bool,
+                diverged: bool = False) -> TrialResult:
+        """Score (unless diverged), checkpoint (unless diverged) and hand the result to on_report.
+        Scoring and reporting time is kept out of the training throughput."""
+        c, clock = self.cfg, self.clock
+        clock.pause()
+        result = TrialResult(step=self.step, final=final, diverged=diverged, history=history,
+                             metrics={"perf/img_per_s": clock.steps * c.batch_size / max(clock.train_s, 1e-9),
+                                      "perf/train_s": clock.train_s})
+        if not diverged:
+            t_eval = time.perf_counter()
+            result.metrics |= self.evaluate(final)
+            result.metrics["perf/eval_s"] = time.perf_counter() - t_eval
+        with tempfile.TemporaryDirectory(prefix="bench-ckpt-") as tmp:
+            if not diverged:
+                self.save(Path(tmp), final=final)
+            if on_report:
+                on_report(result, None if diverged else Path(tmp))
+        clock.resume()
         return result
+
+
+class _Clock:
+    """Training wall time and steps since the run (or its resumption) started, pauses excluded."""
+
+    def __init__(self) -> None:
+        self.steps, self.train_s, self._t0 = 0, 0.0, time.perf_counter()
+
+    def pause(self) -> None:
+        self.train_s += time.perf_counter() - self._t0
+
+    def resume(self) -> None:
+        self._t0 = time.perf_counter()

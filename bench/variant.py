@@ -10,11 +10,11 @@ from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from bench.config import TrainConfig
-
-NUM_CLASSES = 10
+from bench.space import Domain, choice, loguniform, uniform
 
 # Budgets shared by every variant unless it overrides them. `standard` follows compare_gan's
 # MNIST budget (Lucic et al. 2018): 20 epochs of 60k images at batch 64 = 18,750 G steps.
@@ -65,24 +65,21 @@ class Variant(ABC):
                 torch.optim.Adam(self.d.parameters(), lr=c.lr_d, betas=(c.beta1, c.beta2)))
 
     @classmethod
-    def search_space(cls, space: str) -> dict[str, Any]:
-        """Ray Tune domains over config fields. 'wide' and 'narrow' follow Lucic et al. 2018.
-
-        Subclasses extend this with their own knobs: `return super().search_space(space) | {...}`.
+    def search_space(cls, space: str) -> dict[str, Domain]:
+        """Domains (bench.space, plain data) over config fields; 'wide' and 'narrow' follow
+        Lucic et al. 2018. Subclasses add their own knobs: `super().search_space(space) | {...}`.
         """
-        from ray import tune
-
         if space == "wide":
             return {
-                "lr_g": tune.loguniform(1e-5, 1e-2),
-                "lr_d": tune.loguniform(1e-5, 1e-2),
-                "beta1": tune.uniform(0.0, 0.95),
-                "d_steps": tune.choice([1, 5]),
-                "batch_size": tune.choice([32, 64, 128]),
-                "z_dim": tune.choice([64, 100, 128]),
+                "lr_g": loguniform(1e-5, 1e-2),
+                "lr_d": loguniform(1e-5, 1e-2),
+                "beta1": uniform(0.0, 0.95),
+                "d_steps": choice([1, 5]),
+                "batch_size": choice([32, 64, 128]),
+                "z_dim": choice([64, 100, 128]),
             }
         if space == "narrow":
-            return {"lr_g": tune.loguniform(1e-4, 1e-3), "lr_d": tune.loguniform(1e-4, 1e-3)}
+            return {"lr_g": loguniform(1e-4, 1e-3), "lr_d": loguniform(1e-4, 1e-3)}
         raise ValueError(f"unknown search space {space!r}")
 
     # --- shared helpers ----------------------------------------------------------------
@@ -117,3 +114,10 @@ def init_normal(module: nn.Module, std: float = 0.02) -> None:
         elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
             nn.init.normal_(m.weight, 1.0, std)
             nn.init.zeros_(m.bias)
+
+
+def ns_loss(logits: torch.Tensor, real: bool) -> torch.Tensor:
+    """BCE of D's logits against 'real' (1) or 'fake' (0): the non-saturating GAN loss
+    (Goodfellow et al. 2014) on logits, the stable form of sigmoid + BCE."""
+    target = torch.ones_like(logits) if real else torch.zeros_like(logits)
+    return F.binary_cross_entropy_with_logits(logits, target)

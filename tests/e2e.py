@@ -7,9 +7,13 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from mlflow.tracking import MlflowClient
+
+from bench.records import STATE_FILE
 
 # A budget that exercises every part (periodic eval, checkpoints, final eval) in seconds.
 TINY = ["--set", "steps=40", "--set", "eval_every=20", "--set", "batch_size=32", "--set", "log_every=1",
@@ -35,19 +39,31 @@ def loss_steps(out: Path, run_id: str) -> list[int]:
     return sorted(m.step for m in store(out).get_metric_history(run_id, "loss/d"))
 
 
-def start_driver(args: list[str], env: dict[str, str]) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "bench", "run", *args], env=os.environ | env,
+@contextmanager
+def driver(args: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen]:
+    """`bench run` in its own process group, killed with all its Ray processes when the test ends,
+    so a failed test never leaves a driver training beside the next one."""
+    proc = subprocess.Popen([sys.executable, "-m", "bench", "run", *args], env=os.environ | env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
 
 
-def wait_for_checkpoint(out: Path, proc: subprocess.Popen, timeout: float = 240) -> None:
+def has_checkpoint(out: Path) -> bool:
+    return bool(list((out / "ray").glob(f"*/*/checkpoint_*/{STATE_FILE}")))
+
+
+def wait_for_checkpoint(out: Path, proc: subprocess.Popen, timeout: float = 1200) -> None:
     """Block until some trial has saved a checkpoint (the driver is mid-experiment)."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
-        if list((out / "ray").glob("*/*/checkpoint_*/state.pt")):
+        if has_checkpoint(out):
             return
         if proc.poll() is not None:
             raise AssertionError(f"driver ended early:\n{proc.stdout.read()}")
         time.sleep(0.5)
-    os.killpg(proc.pid, signal.SIGKILL)
     raise AssertionError("no checkpoint appeared")

@@ -19,12 +19,14 @@ def _err(capsys, argv):
 
 @pytest.mark.parametrize("argv, needle", [
     (["run", "--variants", "cgann"], "unknown variant 'cgann' (did you mean 'cgan'?)"),
-    (["run", "--variants", "cgan", "--preset", "smok"], "unknown preset 'smok'"),
+    (["run", "--variants", "cgan", "--preset", "smok"], "--preset 'smok' is not one of smoke, standard, search "
+                                                        "(did you mean 'smoke'?)"),
     (["run", "--variants", "cgan", "--set", "lr_gg=1e-3"], "did you mean 'lr_g'"),
     (["run", "--variants", "cgan", "--set", "lr_g=fast"], "expected float"),
     (["run", "--variants", "cgan", "--set", "lr_g=0"], "lr_g must be > 0"),
     (["run", "--variants", "cgan", "--set", "final_n=1"], "final_n must be >= 2"),
-    (["run", "--variants", "cgan", "--seeds", "0"], "--seeds must be >= 1"),
+    (["run", "--variants", "cgan", "--seeds", "0"], "--seeds must be in 1..10000, got 0"),
+    (["run", "--variants", "cgan", "--set", "seed=3"], "--set seed: the seeds come from --seeds N"),
     (["run", "--variants", "cgan", "--seeds", "two"], "invalid int value"),
     (["run", "--variants", "cgan", "--search", "grid"], "--search 'grid' is not one of random, optuna"),
     (["run", "--variants", "cgan", "--address", "auto"], "pass --storage s3://"),
@@ -130,3 +132,23 @@ def test_list_shows_every_variant(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
     assert all(name in out for name in registry.names())
+
+
+def test_run_options_are_generated_from_the_options_dataclass(capsys):
+    from dataclasses import fields
+
+    from bench.cli import build_parser, options_from
+    from bench.options import Options
+
+    argv = ["run", "--variants", "cgan,lsgan", "--set", "lr_g=1e-3", "--set", "embed=concat", "--seeds", "2",
+            "--cpus-per-trial", "0.5", "--preset", "standard"]
+    opts = options_from(build_parser().parse_args(argv), argv)
+    assert (opts.variants, opts.sets) == (["cgan", "lsgan"], {"lr_g": "1e-3", "embed": "concat"})
+    assert (opts.seeds, opts.cpus_per_trial, opts.output) == (2, 0.5, "runs/standard")
+    assert options_from(build_parser().parse_args(["run"]), ["run"]) == Options(command="bench run")
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["run", "--help"])
+    text = capsys.readouterr().out
+    for f in fields(Options):
+        if f.metadata.get("help"):
+            assert (f.metadata["flag"] or "--" + f.name.replace("_", "-")) in text

@@ -20,6 +20,7 @@ def test_overrides_are_typed():
     ("beta1=1.5", "beta1 must be in [0, 1)"),
     ("final_n=1", "final_n must be >= 2"),
     ("stepz=5", "did you mean 'steps'"),
+    ("eval_split=train", "expected one of test, val"),
 ])
 def test_bad_values_are_refused(item, message):
     with pytest.raises(BenchError, match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")):

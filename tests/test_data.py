@@ -74,6 +74,15 @@ def test_shared_files_load_with_official_shapes(mnist):
     assert data.verify_dir(SHARED) == [(name, "ok") for name in NAMES]
 
 
+def test_validation_split_holds_out_the_last_10k_training_images(mnist):
+    assert data.split(mnist, "test") is mnist
+    val = data.split(mnist, "val")
+    assert len(val.train_images) == 50_000 and torch.equal(val.train_images, mnist.train_images[:50_000])
+    assert torch.equal(val.test_images, mnist.train_images[50_000:])
+    assert torch.equal(val.test_labels, mnist.train_labels[50_000:])
+    assert val.test_labels.bincount(minlength=10).min() > 800  # every class is there to score intra-FID
+
+
 def test_explicit_dir_with_wrong_md5_names_file_and_never_downloads(tmp_path, gz_bytes, monkeypatch):
     forbid_network(monkeypatch)
     folder = fill(tmp_path / "d", gz_bytes)

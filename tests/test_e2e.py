@@ -7,13 +7,14 @@ import pandas as pd
 import pytest
 
 from bench.cli import main
+
 from e2e import TINY, all_runs, loss_steps, store, trial_runs
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory):
+def finished(tmp_path_factory, ray_cluster):
     out = tmp_path_factory.mktemp("e2e") / "exp"
     assert main(["run", "--variants", "cgan,acgan", "--seeds", "2", "--output", str(out), *TINY]) == 0
     return out
@@ -36,6 +37,18 @@ def test_every_trial_is_one_finished_run_with_provenance(finished):
 def test_concurrent_trials_lose_and_duplicate_no_metric(finished):
     for r in trial_runs(finished):
         assert loss_steps(finished, r.info.run_id) == list(range(1, 41))
+
+
+def test_periodic_and_final_scores_have_their_own_keys(finished):
+    c = store(finished)
+    for r in trial_runs(finished):
+        assert [m.step for m in c.get_metric_history(r.info.run_id, "periodic/fid")] == [20]  # eval_n = 200
+        assert [m.step for m in c.get_metric_history(r.info.run_id, "eval/fid")] == [40]  # final_n = 400
+        for key in ("eval/precision", "eval/recall", "eval/density", "eval/coverage", "eval/memorization",
+                    "eval/intra_fid", "eval/cas"):
+            assert math.isfinite(r.data.metrics[key]), key
+    report = (finished / "report.md").read_text()
+    assert "## Fidelity, diversity and memorization" in report and "real data (N = 400)" in report
 
 
 def test_no_run_left_running(finished):
@@ -66,5 +79,6 @@ def test_sample_and_evaluate_reproduce_the_reported_numbers(finished, tmp_path, 
     capsys.readouterr()
     assert main(["evaluate", str(path), "--json", "--seed", "1"]) == 0
     scores = json.loads(capsys.readouterr().out)
-    for key in ("eval/fid", "eval/kid", "eval/label_accuracy", "eval/classifier_score"):
+    for key in ("eval/fid", "eval/kid", "eval/label_accuracy", "eval/classifier_score", "eval/precision",
+                "eval/recall", "eval/density", "eval/coverage", "eval/memorization", "eval/intra_fid", "eval/cas"):
         assert scores[key] == pytest.approx(run.data.metrics[key], rel=1e-4, abs=1e-6), key

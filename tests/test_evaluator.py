@@ -13,7 +13,6 @@ from bench.data import Mnist
 from bench.errors import BenchError
 
 
-
 def test_shipped_weights_classify_real_test_set(evaluator, mnist):
     assert ev.accuracy(evaluator, mnist.test_images, mnist.test_labels) >= 0.993
 

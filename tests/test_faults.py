@@ -2,45 +2,61 @@
 
 import os
 import signal
+import threading
+from unittest import mock
 
 import pytest
 
 from bench.cli import main
-from e2e import TINY, all_runs, loss_steps, start_driver, trial_runs, wait_for_checkpoint
 
-pytestmark = pytest.mark.slow
+from e2e import TINY, all_runs, driver, has_checkpoint, loss_steps, trial_runs, wait_for_checkpoint
 
 
-def test_crashed_trial_is_retried_from_its_checkpoint(tmp_path, monkeypatch):
-    monkeypatch.setenv("BENCH_FAULT_CRASH", "25")
-    monkeypatch.setenv("BENCH_FAULT_DIR", str(tmp_path))
-    out = tmp_path / "exp"
-    assert main(["run", "--variants", "lsgan", "--output", str(out), *TINY]) == 0
-    [run] = trial_runs(out)
+def two_seeds(out):
+    return ["--variants", "cgan", "--seeds", "2", "--output", str(out), *TINY]
+
+
+@pytest.fixture(scope="module")
+def faulty(tmp_path_factory, ray_cluster):
+    """One experiment, one fault per variant: lsgan crashes once at step 25 (retried from its
+    step-20 checkpoint), cgan crashes at step 25 on every attempt (fails beyond --max-failures 1),
+    acgan's losses turn NaN at step 15."""
+    out = tmp_path_factory.mktemp("faults") / "exp"
+    env = {"BENCH_FAULT_CRASH": "lsgan:25", "BENCH_FAULT_FAIL": "cgan:25", "BENCH_FAULT_NAN": "acgan:15",
+           "BENCH_FAULT_DIR": str(out.parent)}
+    with mock.patch.dict(os.environ, env):
+        assert main(["run", "--variants", "lsgan,cgan,acgan", "--max-failures", "1", "--output", str(out),
+                     *TINY]) == 0
+    return out
+
+
+def _run_of(out, variant):
+    [run] = [r for r in trial_runs(out) if r.data.tags["variant"] == variant]
+    return run
+
+
+@pytest.mark.slow
+def test_crashed_trial_is_retried_from_its_checkpoint(faulty):
+    run = _run_of(faulty, "lsgan")
     assert run.info.status == "FINISHED" and "eval/fid" in run.data.metrics
-    assert loss_steps(out, run.info.run_id) == list(range(1, 41))  # steps 21-25 re-run, logged once
-    assert list(tmp_path.glob("crashed-*"))  # the fault did fire
+    assert loss_steps(faulty, run.info.run_id) == list(range(1, 41))  # steps 21-25 re-run, logged once
+    assert list(faulty.parent.glob("crashed-*"))  # the fault did fire
 
 
-def test_trial_failing_beyond_retries_is_recorded_and_reported(tmp_path, monkeypatch):
-    monkeypatch.setenv("BENCH_FAULT_CRASH", "25")
-    monkeypatch.setenv("BENCH_FAULT_DIR", str(tmp_path))
-    out = tmp_path / "exp"
-    assert main(["run", "--variants", "cgan", "--max-failures", "0", "--output", str(out), *TINY]) == 0
-    [run] = trial_runs(out)
+@pytest.mark.slow
+def test_trial_failing_beyond_retries_is_recorded_and_reported(faulty):
+    run = _run_of(faulty, "cgan")
     assert run.info.status == "FAILED"
     assert "injected crash at step 25" in run.data.tags["bench.error"]
-    assert "injected crash at step 25" in (out / "report.md").read_text()
+    assert "injected crash at step 25" in (faulty / "report.md").read_text()
 
 
-def test_divergence_is_a_result_not_a_crash(tmp_path, monkeypatch):
-    monkeypatch.setenv("BENCH_FAULT_NAN", "15")
-    out = tmp_path / "exp"
-    assert main(["run", "--variants", "acgan", "--output", str(out), *TINY]) == 0
-    [run] = trial_runs(out)
+@pytest.mark.slow
+def test_divergence_is_a_result_not_a_crash(faulty):
+    run = _run_of(faulty, "acgan")
     assert run.info.status == "FINISHED" and run.data.tags["bench.diverged"] == "1"
     assert run.data.metrics["diverged"] == 1 and "eval/fid" not in run.data.metrics
-    assert "diverged" in (out / "report.md").read_text()
+    assert "diverged" in (faulty / "report.md").read_text()
 
 
 def _resume_and_check(out, n_trials):
@@ -53,26 +69,38 @@ def _resume_and_check(out, n_trials):
     assert (out / "report.md").is_file()
 
 
-def test_killed_driver_resumes_without_duplicates(tmp_path):
+@pytest.mark.slow
+def test_killed_driver_resumes_without_duplicates(tmp_path, ray_cluster):
     out = tmp_path / "exp"
-    proc = start_driver(["--variants", "cgan", "--seeds", "2", "--output", str(out), *TINY],
-                        {"BENCH_FAULT_SLOW": "0.15"})
-    wait_for_checkpoint(out, proc)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    with driver(two_seeds(out), {"BENCH_FAULT_SLOW": "0.15", "RAY_ADDRESS": ray_cluster}) as proc:
+        wait_for_checkpoint(out, proc)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
     assert "RUNNING" in {r.info.status for r in trial_runs(out)}  # the kill left them open
     _resume_and_check(out, 2)
 
 
-def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
+@pytest.mark.slow
+@pytest.mark.usefixtures("ray_cluster")
+def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path, capsys, monkeypatch):
     out = tmp_path / "exp"
-    proc = start_driver(["--variants", "cgan", "--seeds", "2", "--output", str(out), *TINY],
-                        {"BENCH_FAULT_SLOW": "0.15"})
-    wait_for_checkpoint(out, proc)
-    proc.send_signal(signal.SIGINT)
-    text, _ = proc.communicate(timeout=120)
-    assert proc.returncode == 130, text
-    assert f"bench run --resume --output {out}" in text
+    monkeypatch.setenv("BENCH_FAULT_SLOW", "0.15")
+
+    done = threading.Event()
+
+    def press_ctrl_c():  # as a terminal would: SIGINT to the driver, here this process
+        while not done.wait(0.5):
+            if has_checkpoint(out):
+                os.kill(os.getpid(), signal.SIGINT)
+                return
+
+    threading.Thread(target=press_ctrl_c, daemon=True).start()
+    try:
+        code = main(["run", *two_seeds(out)])
+    finally:
+        done.set()
+    assert code == 130
+    assert f"bench run --resume --output {out}" in capsys.readouterr().err
     assert "RUNNING" not in {r.info.status for r in all_runs(out)}
     _resume_and_check(out, 2)
 

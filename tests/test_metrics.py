@@ -4,6 +4,7 @@ plus validation of sample files (bench.npz)."""
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -11,10 +12,10 @@ import scipy.linalg
 import torch
 
 from bench import metrics
+from bench.data import Mnist
 from bench.errors import BenchError
 from bench.evaluator import Evaluator, to_input
 from bench.npz import load_samples, save_samples
-
 
 
 def scipy_fid(a: np.ndarray, b: np.ndarray) -> float:
@@ -40,6 +41,15 @@ def real_scores(evaluator, mnist, real_test_features):
 
 
 @pytest.fixture(scope="module")
+def small_reference(evaluator, mnist, feature_cache):
+    """A Reference for a small MNIST view (5000 training, 2000 evaluation images): seconds, not minutes."""
+    small = Mnist(mnist.train_images[:5000], mnist.train_labels[:5000], mnist.test_images[:2000],
+                  mnist.test_labels[:2000])
+    return SimpleNamespace(evaluator=evaluator, mnist=small,
+                           reference=metrics.reference(evaluator, small, cache_dir=feature_cache))
+
+
+@pytest.fixture(scope="module")
 def real_test_logits(evaluator, real_test_features):
     with torch.no_grad():
         return evaluator.classify(real_test_features.float())
@@ -59,8 +69,12 @@ def test_real_images_score_as_a_perfect_generator(real_scores):
     assert all(real_scores[f"eval/class_acc/{k}"] >= 0.97 for k in range(10))
 
 
-def test_every_key_has_a_direction(real_scores):
-    assert set(real_scores) == set(metrics.HIGHER_IS_BETTER)
+def test_every_key_has_a_direction(real_scores, small_reference, mnist):
+    assert set(real_scores) < set(metrics.HIGHER_IS_BETTER)
+    final = metrics.evaluate(mnist.test_images[:300], mnist.test_labels[:300], evaluator=small_reference.evaluator,
+                             reference=small_reference.reference, cas=False)
+    assert set(final) | {"eval/cas"} == set(metrics.HIGHER_IS_BETTER)
+    assert metrics.higher_is_better("eval/intra_fid/3") is False and metrics.higher_is_better("eval/cas")
     assert not metrics.higher_is_better("eval/fid") and metrics.higher_is_better("eval/classifier_score")
     assert metrics.higher_is_better("eval/class_acc/7")
     with pytest.raises(KeyError):
@@ -178,6 +192,57 @@ def test_real_features_are_cached_per_evaluator_and_images(evaluator, mnist, tmp
     metrics.real_features(evaluator, mnist.test_images[1:301], cache_dir=tmp_path)
     other_weights = metrics.real_features(Evaluator().freeze(), images, cache_dir=tmp_path)
     assert len(list(tmp_path.iterdir())) == 3 and not torch.equal(other_weights, first)
+
+
+# --- the full metric set -----------------------------------------------------------------------
+
+
+@pytest.mark.filterwarnings("ignore:Matrix is singular")
+def test_intra_fid_equals_per_class_scipy_fid(evaluator, mnist, real_test_features, feature_cache):
+    # ~500 samples per class against ~1000 real ones: enough for a stable 128-d covariance.
+    fake = metrics.real_features(evaluator, mnist.train_images[5000:10000], cache_dir=feature_cache)
+    labels, real_labels = mnist.train_labels[5000:10000], mnist.test_labels
+    got = metrics.intra_fid(evaluator, fake, labels, real_test_features, real_labels)
+    for c in range(10):
+        expected = scipy_fid(real_test_features[real_labels == c].numpy(), fake[labels == c].numpy())
+        assert got[f"eval/intra_fid/{c}"] == pytest.approx(expected, rel=1e-6)
+    assert got["eval/intra_fid"] == pytest.approx(np.mean([got[f"eval/intra_fid/{c}"] for c in range(10)]))
+    no_sevens = metrics.intra_fid(evaluator, fake[labels != 7], labels[labels != 7], real_test_features, real_labels)
+    assert math.isnan(no_sevens["eval/intra_fid/7"]) and math.isnan(no_sevens["eval/intra_fid"])
+
+
+def test_reference_is_cached(evaluator, small_reference, feature_cache, monkeypatch):
+    def no_knn(*args, **kwargs):
+        raise AssertionError("nearest neighbours recomputed although cached")
+
+    monkeypatch.setattr(metrics.fidelity, "knn_radii", no_knn)
+    again = metrics.reference(evaluator, small_reference.mnist, cache_dir=feature_cache)
+    first = small_reference.reference
+    assert torch.equal(again.train_features, first.train_features)
+    assert all(torch.equal(again.radii[k], first.radii[k]) for k in (3, 5))
+
+
+def test_evaluate_periodic_final_and_unconditional_keys(small_reference, mnist):
+    ref, net = small_reference.reference, small_reference.evaluator
+    images, labels = mnist.train_images[10000:10500], mnist.train_labels[10000:10500]
+    periodic = metrics.evaluate(images, labels, evaluator=net, reference=ref, final=False)
+    assert set(periodic) == set(metrics.PERIODIC_KEYS) | {f"eval/class_acc/{k}" for k in range(10)}
+    unconditional = metrics.evaluate(images, None, evaluator=net, reference=ref)
+    assert "eval/memorization" in unconditional and "eval/intra_fid" not in unconditional
+    assert "eval/cas" not in unconditional
+    same = metrics.score(images, None, evaluator=net, real_features=ref.features)
+    assert {k: unconditional[k] for k in same} == same  # evaluate extends score, never changes it
+
+
+def test_floors_score_real_data_and_share_fid_floor_subset(small_reference, feature_cache):
+    ref, net = small_reference.reference, small_reference.evaluator
+    got = metrics.floors(net, ref, 1000, seed=0, cas=False)
+    assert got["eval/fid"] == pytest.approx(metrics.fid_floor(net, small_reference.mnist, 1000, seed=0,
+                                                              cache_dir=feature_cache), rel=1e-9)
+    assert got["eval/label_accuracy"] > 0.99 and got["eval/precision"] > 0.7 and got["eval/coverage"] > 0.7
+    assert got["eval/memorization"] < 0.5  # held-out real digits are not copies
+    with pytest.raises(ValueError, match="at most"):
+        metrics.floors(net, ref, 2001)
 
 
 # --- sample files -------------------------------------------------------------------------------

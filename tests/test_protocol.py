@@ -7,7 +7,8 @@ import pytest
 from bench import registry
 from bench.cli import main
 from bench.config import build
-from bench.experiment import best_config, sanitize
+from bench.experiment import SEARCH_SEED, best_config, sanitize
+
 from e2e import TINY, trial_runs
 
 ROWS = [
@@ -34,6 +35,7 @@ def test_experiment_names_are_safe_folder_names():
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("ray_cluster")
 def test_search_then_seeds_with_the_best_config(tmp_path):
     out = tmp_path / "search"
     argv = ["run", "--variants", "cgan", "--preset", "search", "--budget", "smoke", "--num-samples", "3",
@@ -56,6 +58,10 @@ def test_search_then_seeds_with_the_best_config(tmp_path):
         assert r.data.params["lr_g"] == best.data.params["lr_g"]
         assert r.data.params["lr_d"] == best.data.params["lr_d"]
     assert sorted(r.data.params["seed"] for r in seeds) == ["0", "1"]
+    assert {r.data.params["seed"] for r in search} == {str(SEARCH_SEED)}  # disjoint from the seeds phase
+    # chosen on the validation split, reported on test
+    assert {r.data.params["eval_split"] for r in search} == {"val"}
+    assert {r.data.params["eval_split"] for r in seeds} == {"test"}
     results = json.loads((out / "results.json").read_text())
     assert {t["phase"] for t in results["trials"]} == {"search", "seeds"}
     assert "budget" in (out / "report.md").read_text().lower()

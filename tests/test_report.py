@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.figure import Figure
+from scipy import stats
 
 from bench.errors import BenchError
 from bench.report import fmt, md_table, write_report
@@ -20,7 +21,12 @@ FID = {"good": [10.0, 10.5, 11.0], "mid": [20.0, 24.0, 21.0], "bad": [40.0, 41.0
 LABEL_ACC = {"good": [0.95, 0.96, 0.94], "mid": [0.80, 0.85, 0.82], "bad": [math.nan] * 3}  # bad: unconditional
 DIRECTIONS = {"eval/fid": False, "eval/kid": False, "eval/kid_std": False, "eval/classifier_score": True,
               "eval/class_coverage": True, "eval/class_entropy": True, "eval/label_accuracy": True,
-              "perf/img_per_s": True, "perf/train_s": False} | {f"eval/class_acc/{c}": True for c in range(10)}
+              "perf/img_per_s": True, "perf/train_s": False, "eval/precision": True, "eval/recall": True,
+              "eval/density": True, "eval/coverage": True, "eval/intra_fid": False, "eval/cas": True,
+              "eval/memorization": False} | {f"eval/class_acc/{c}": True for c in range(10)}
+FLOORS = {"eval/fid": 1.234, "eval/precision": 0.75, "eval/recall": 0.76, "eval/density": 0.98, "eval/coverage": 0.91,
+          "eval/intra_fid": 3.5, "eval/cas": 0.97, "eval/memorization": 0.04} | {f"eval/intra_fid/{c}": 3.0 + c / 10
+                                                                                    for c in range(10)}
 COMMAND = "bench run good,mid,bad --preset smoke --seeds 3"
 
 
@@ -35,12 +41,18 @@ def _run(variant: str, phase: str, seed: int, fid: float, acc: float, tmp: Path,
     row = {"run_id": f"id-{variant}-{phase}-{seed}", "run_name": f"{variant}__smoke__{phase}{seed}",
            "variant": variant, "preset": "smoke", "phase": phase, "seed": seed, "trial_id": f"t{seed}",
            "status": "FINISHED", "diverged": 0, "error": None,
-           "config": {"lr_g": 2e-4, "lr_d": 1e-4 if variant == "mid" else 2e-4, "beta1": 0.5, "seed": seed},
+           "config": {"lr_g": 2e-4, "lr_d": 1e-4 if variant == "mid" else 2e-4, "beta1": 0.5, "seed": seed}
+           | ({"eval_split": "val"} if phase == "search" else {}),
            "grid_path": _grid(tmp / f"{variant}{phase}{seed}.png", seed / 3),
            "eval/fid": fid, "eval/kid": fid / 1000, "eval/kid_std": 1e-4, "eval/classifier_score": 9 - fid / 10,
            "eval/class_coverage": 1.0, "eval/class_entropy": 2.2, "eval/label_accuracy": acc,
            "perf/img_per_s": 12345.6, "perf/train_s": 60.0 + seed}
     row |= {f"eval/class_acc/{c}": acc - c / 100 for c in range(10)}
+    conditional = 1.0 if math.isfinite(acc) else math.nan  # intra-FID and CAS need labels
+    row |= {"eval/precision": 0.9 - fid / 100, "eval/recall": 0.2 + fid / 100, "eval/density": 1.1 - fid / 100,
+            "eval/coverage": 0.9 - fid / 50, "eval/memorization": 0.05, "eval/intra_fid": 1.5 * fid * conditional,
+            "eval/cas": (acc - 0.05) * conditional}
+    row |= {f"eval/intra_fid/{c}": (1.5 * fid + c - 4.5) * conditional for c in range(10)}
     return row | extra
 
 
@@ -54,8 +66,9 @@ def _records(tmp: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     rows.append(_run("bad", "seeds", 3, 0, 0, tmp, status="FAILED", error="RuntimeError: CUDA out of memory",
                      grid_path=None, **nan_metrics))
     history = pd.DataFrame(
-        [{"run_id": r["run_id"], "key": key, "step": step, "value": r["eval/fid"] * (1 + 1 / step) if key == "eval/fid"
-          else r["eval/label_accuracy"]} for r in rows for key in ("eval/fid", "eval/label_accuracy")
+        [{"run_id": r["run_id"], "key": key, "step": step,
+          "value": r["eval/fid"] * (1 + 1 / step) if key == "periodic/fid" else r["eval/label_accuracy"]}
+         for r in rows for key in ("periodic/fid", "periodic/label_accuracy")
          for step in (500, 1000, 1500)]
         + [{"run_id": r["run_id"], "key": "loss/d", "step": step, "value": 0.7} for r in rows for step in range(3)])
     return pd.DataFrame(rows), history
@@ -64,7 +77,8 @@ def _records(tmp: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
 def _meta(primary: str = "eval/fid") -> dict:
     return {"command": COMMAND, "commit": "abc123", "evaluator_sha256": "f" * 64, "n_samples": 10000,
             "fid_floor": 1.234, "fid_floor_n": 10000, "hardware": "2 CPU cores", "experiment": "unit",
-            "tracking_uri": "file:///tmp/mlruns", "primary_metric": primary, "higher_is_better": DIRECTIONS}
+            "tracking_uri": "file:///tmp/mlruns", "primary_metric": primary, "higher_is_better": DIRECTIONS,
+            "floors": FLOORS}
 
 
 @pytest.fixture(scope="module")
@@ -94,12 +108,23 @@ def test_ranking_order_follows_direction(written, tmp_path):
 def test_ranking_row_shows_ci_counts_and_config(written):
     text = written[2].read_text(encoding="utf-8")
     good = next(line for line in text.splitlines() if line.startswith("| 1 | good |"))
-    assert good.startswith(f"| 1 | good | {fmt('eval/fid', np.mean(FID['good']))} [")
+    low, high = stats.t.interval(0.95, 2, loc=np.mean(FID["good"]), scale=stats.sem(FID["good"]))
+    assert good.startswith(f"| 1 | good | {fmt('eval/fid', np.mean(FID['good']))} "
+                           f"[{fmt('eval/fid', low)}, {fmt('eval/fid', high)}] |")
+    assert "95% Student-t confidence interval" in text
     assert f"{fmt('eval/label_accuracy', np.mean(LABEL_ACC['good']))} ± " in good
     bad = next(line for line in text.splitlines() if line.startswith("| 3 | bad |"))
     assert "| 3 | 0 / 1 |" in bad  # 3 finished seeds, 0 diverged, 1 failed
     mid = next(line for line in text.splitlines() if line.startswith("| 2 | mid |"))
     assert "lr_d=0.0001" in mid and "lr_d=0.0002" in good and "beta1" not in good  # beta1 is default and shared
+
+
+def test_one_run_has_no_interval():
+    from bench.report import TOO_FEW, _mean_cell
+
+    one_run = {"mean": 12.0, "n": 1, "std": math.nan}
+    assert _mean_cell("eval/fid", one_run, "ci") == f"{fmt('eval/fid', 12.0)} [{TOO_FEW}]"
+    assert _mean_cell("eval/fid", one_run, "std") == fmt("eval/fid", 12.0)
 
 
 def test_significance_section(written):
@@ -130,7 +155,8 @@ def test_variant_without_seeds_phase_is_ranked_over_its_search(tmp_path):
     assert "except for mid, which has no seeds phase" in text
     mid = next(line for line in text.splitlines() if line.startswith("| 2 | mid |"))
     search = [30.0, 22.0, 26.0]  # the diverged fourth trial is counted, not averaged
-    assert f"| {fmt('eval/fid', np.mean(search))} [" in mid and "| 3 | 1 / 0 (+1 pruned) | lr_d=0.0001 |" in mid
+    assert f"| {fmt('eval/fid', np.mean(search))} [" in mid
+    assert "| 3 | 1 / 0 (+1 pruned) | eval_split=val, lr_d=0.0001 |" in mid  # ranked on the split it was scored on
 
 
 def test_trial_table_shows_failures_and_provenance(written):
@@ -141,10 +167,12 @@ def test_trial_table_shows_failures_and_provenance(written):
     assert "failed: RuntimeError: CUDA out of memory" in trials
     pruned = next(line for line in trials.splitlines() if "mid__smoke__search4" in line)
     assert "| pruned |" in pruned and "| 5 |" not in pruned
+    assert "| search | 4 | val |" in pruned and "| seeds | 0 | test |" in trials  # the split each was scored on
     assert f"Best after all: {fmt('eval/fid', 22.0)}." in text  # neither the pruned 5.0 nor a NaN
+    assert "(on the val split)" in text
     assert COMMAND in text and "f" * 64 in text
     assert "bench sample RUN_ID --tracking-uri " in text and "--n 10000 --out s.npz" in text
-    assert "bench evaluate s.npz --seed SEED" in text
+    assert "bench evaluate s.npz --seed SEED --split SPLIT" in text
 
 
 def test_assets_are_linked_and_exist(written):
@@ -152,8 +180,20 @@ def test_assets_are_linked_and_exist(written):
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", path.read_text(encoding="utf-8"))
     assert links and all((path.parent / link).is_file() for link in links)
     names = {Path(link).name for link in links}
-    assert {"good_grid.png", "good_curves.png", "good_classes.png", "mid_budget.png"} <= names
-    assert "bad_classes.png" not in names  # unconditional: no label accuracy to plot
+    assert {"good_grid.png", "good_curves.png", "good_classes.png", "mid_budget.png", "tradeoff.png"} <= names
+    assert "bad_classes.png" not in names  # unconditional: no label accuracy or intra-FID to plot
+
+
+def test_fidelity_table_shows_each_variant_beside_the_real_data_floor(written):
+    section = written[2].read_text(encoding="utf-8").split("## Fidelity, diversity and memorization")[1]
+    rows = {line.split("|")[1].strip(): line for line in section.split("## Significance")[0].splitlines()
+            if line.startswith("| ") and not line.startswith("| ---")}
+    assert list(rows)[1:] == ["good", "mid", "bad", "real data (N = 10000)"]  # header first, ranking order
+    good_precision = 0.9 - np.array(FID["good"]) / 100
+    assert f"| {fmt('eval/precision', good_precision.mean())} ± {fmt('eval/precision', good_precision.std(ddof=1))} |" \
+        in rows["good"]
+    assert "| 97.0% |" in rows["real data (N = 10000)"] and "| 0.04 |" in rows["real data (N = 10000)"]
+    assert rows["bad"].count("—") == 2  # unconditional: no intra-FID, no CAS
 
 
 def test_csv_and_json_round_trip_trials(written):
@@ -162,7 +202,9 @@ def test_csv_and_json_round_trip_trials(written):
     expected = runs.set_index("run_id")
     # A pruned run's numbers are periodic small-N ones, not final metrics: they are left out.
     expected.loc[expected["pruned"] == 1, metrics] = math.nan
-    table = pd.read_csv(path.parent / "results.csv").set_index("run_id").loc[expected.index]
+    # round_trip: the default parser can be one ulp off on 17-digit values (seen with pandas 3.1.1)
+    table = pd.read_csv(path.parent / "results.csv", float_precision="round_trip")
+    table = table.set_index("run_id").loc[expected.index]
     assert table["pruned"].sum() == 1 and table["diverged"].sum() == 1
     np.testing.assert_array_equal(table[metrics].to_numpy(float), expected[metrics].to_numpy(float))
     assert (table["config.lr_d"].to_numpy() == [c["lr_d"] for c in expected["config"]]).all()

@@ -9,22 +9,31 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from bench.stats import compare, expected_best, holm, summarize
+from bench.stats import CI_METHOD, compare, expected_best, holm, summarize, t_interval
 
 A = [10.2, 11.5, 9.8, 10.9, 10.4]
 B = [14.1, 12.9, 15.3, 13.7]
 C = [10.0, 12.5, 11.1, 9.4]
 
 
-def test_summarize_matches_numpy_and_scipy_bootstrap():
-    out = summarize(A, confidence=0.9, n_resamples=2000, seed=7)
-    ref = stats.bootstrap((np.array(A),), np.mean, n_resamples=2000, confidence_level=0.9, method="percentile",
-                          rng=np.random.default_rng(7)).confidence_interval
+def test_summarize_matches_numpy_and_scipy_t_interval():
+    out = summarize(A, confidence=0.9)
+    ref = stats.t.interval(0.9, len(A) - 1, loc=np.mean(A), scale=stats.sem(A))
     assert out["n"] == 5
     assert out["mean"] == pytest.approx(np.mean(A))
     assert out["std"] == pytest.approx(np.std(A, ddof=1))
-    assert (out["ci_low"], out["ci_high"]) == pytest.approx((ref.low, ref.high))
+    assert (out["ci_low"], out["ci_high"]) == pytest.approx(ref, abs=1e-12)
     assert out["ci_low"] < out["mean"] < out["ci_high"]
+    assert CI_METHOD == "Student-t"
+
+
+@pytest.mark.parametrize("values", [[1.0, 4.0], [2.0, 2.5, 7.0], B])
+def test_t_interval_equals_scipy_and_is_wider_than_the_range_at_n_2(values):
+    ref = stats.t.interval(0.95, len(values) - 1, loc=np.mean(values), scale=stats.sem(values))
+    assert t_interval(values) == pytest.approx(ref, abs=1e-12)
+    low, high = t_interval([1.0, 4.0])
+    # A percentile bootstrap of two values can at best return [1, 4]; Student-t knows n = 2 says little.
+    assert low < -5 and high > 10
 
 
 def test_summarize_edge_cases():
@@ -36,12 +45,13 @@ def test_summarize_edge_cases():
     with_nan = summarize([1.0, math.nan, 3.0])  # a diverged trial is dropped, not averaged
     assert (with_nan["n"], with_nan["mean"]) == (2, 2.0)
     assert math.isnan(summarize([])["mean"])
+    assert t_interval([3.0]) is None and t_interval([1.0, math.nan]) is None
 
 
 def test_compare_p_values_equal_scipy():
     table = compare({"a": A, "b": B, "c": C}, higher_is_better=False)
     groups = {"a": A, "b": B, "c": C}
-    assert list(zip(table["a"], table["b"])) == list(combinations("abc", 2))
+    assert list(zip(table["a"], table["b"], strict=True)) == list(combinations("abc", 2))
     for row in table.itertuples():
         x, y = groups[row.a], groups[row.b]
         assert row.p_welch == pytest.approx(stats.ttest_ind(x, y, equal_var=False).pvalue)
@@ -100,7 +110,7 @@ def _exact_expected_min(values: list[float], k: int) -> float:
     """E[min of a uniformly random k-subset]: the i-th smallest is the minimum in C(n-i, k-1) subsets."""
     ordered, n = sorted(values), len(values)
     weights = [math.comb(n - i, k - 1) for i in range(1, n + 1)]
-    return sum(v * w for v, w in zip(ordered, weights) if w) / math.comb(n, k)  # skip inf x 0
+    return sum(v * w for v, w in zip(ordered, weights, strict=True) if w) / math.comb(n, k)  # skip inf x 0
 
 
 def test_expected_best_against_exact_order_statistics():

@@ -1,34 +1,27 @@
 """LSGAN: Least Squares Generative Adversarial Networks (Mao et al. 2017, arXiv 1611.04076).
 
-The conditional GAN of variants/cgan.py (same networks, same label conditioning, same
-budgets) with the BCE losses replaced by least squares on D's raw output, following
-seed-architectures.md, document 001:
+variants/cgan.py (same networks, label conditioning and budgets) with the BCE losses replaced
+by least squares on D's raw output (source recipe: docs/recipes.md, document 001):
 
     D: ½·E[(D(x, y) − b)²] + ½·E[(D(G(z, y'), y') − a)²]      G: ½·E[(D(G(z, y'), y') − c)²]
 
-Label coding a = 0 (fake), b = 1 (real), c = 1 (what G wants D to believe), as in document
-001; (a, b, c) = (−1, 1, 0) gives the Pearson χ² form of the paper's theory and is
-reachable with `--set a=-1 --set c=0`.
-
-How and why we differ from the seed document: document 001 uses MLP networks (with spectral
-norm on G); we keep the conv networks, label conditioning (projection D by default) and
-budgets of variants/cgan.py, whose docstring explains how those differ from the seed
-documents, so that cgan and lsgan differ in the loss only, which is the comparison LSGAN is
-about. D's output is used raw (no sigmoid), as the paper requires; with the projection D
-that raw output is ψ(h) + ⟨embed(y), h⟩. With cgan's `smoke` budget (1500 steps at batch 64,
-lr 1e-3), `bench run --preset smoke` (seed 0) scores 91.6% label accuracy and FID 43.2
-(shipped evaluator, 10k samples; cgan: 94.5%, 25.2).
+Codes a = 0 (fake), b = 1 (real), c = 1 (what G wants D to believe), as in document 001;
+(a, b, c) = (−1, 1, 0) is the paper's Pearson χ² form: `--set a=-1 --set c=0`.
+Design choice and why: document 001 uses MLPs; we keep cgan's conv networks so that cgan and
+lsgan differ in the loss only, which is the comparison LSGAN is about. D's output is used raw
+(no sigmoid), as the paper requires. Measured numbers: README ("Measured").
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
 from bench.config import doc
+from bench.errors import BenchError
 from bench.registry import register
+from bench.space import Domain, choice
 from variants.cgan import CGAN, CGANConfig
 
 
@@ -40,8 +33,6 @@ class LSGANConfig(CGANConfig):
 
     def check(self) -> None:
         super().check()
-        from bench.errors import BenchError
-
         if self.a == self.b:
             raise BenchError(f"a and b must differ (got a=b={self.a}): D could not tell real from fake")
 
@@ -63,9 +54,7 @@ class LSGAN(CGAN):
         return {"g": 0.5 * (self.d(fake, fake_labels) - self.cfg.c).pow(2).mean()}
 
     @classmethod
-    def search_space(cls, space: str) -> dict[str, Any]:
-        from ray import tune
-
+    def search_space(cls, space: str) -> dict[str, Domain]:
         # Only the fake target moves: (a, b, c) = (0, 1, 1) or (−1, 1, 1), both with G aiming at
         # the real label. Sampling c independently would allow c = a (G chasing "fake").
-        return super().search_space(space) | {"a": tune.choice([0.0, -1.0])}
+        return super().search_space(space) | {"a": choice([0.0, -1.0])}

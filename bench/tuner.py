@@ -1,0 +1,331 @@
+"""The Ray Tune adapter: trials, search spaces, search algorithms, schedulers, callbacks, Ray itself.
+
+The only module that imports Ray. Variants and the protocol describe searches with bench.space;
+`to_ray` translates them, so swapping the tuner never touches a recipe.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, fields
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import ray
+import torch
+from ray import tune
+
+from bench import faults, registry
+from bench.config import TrainConfig, build
+from bench.errors import BenchError
+from bench.records import GRID_FILE, TrialResult, run_name
+from bench.space import Choice, Grid, Loguniform, Uniform
+from bench.tracking import TrialLog
+from bench.trainer import Trainer
+from bench.variant import Variant
+
+
+@dataclass(frozen=True)
+class TrialContext:
+    """What every trial needs besides its config: paths, the searched metric, resources."""
+
+    data_dir: str
+    cache_dir: str
+    metric: str = "eval/fid"
+    mode: str = "min"
+    cpus: float = 1.0
+    gpus: float = 0.0
+    faults: faults.Faults | None = None  # tests only: bench.faults, read from the driver's environment
+
+
+# --- trial configs -------------------------------------------------------------------------
+def flat(config: dict[str, Any]) -> dict[str, Any]:
+    """A trial config with its `arm` (the variant and its searched values) merged in."""
+    return {k: v for k, v in config.items() if k != "arm"} | (config.get("arm") or {})
+
+
+def resolve(config: dict[str, Any]) -> tuple[type[Variant], TrainConfig]:
+    """A trial config (variant, budget, seed, any config fields) → (variant class, typed config)."""
+    values = flat(config)
+    variant_cls = registry.get(values.pop("variant"))
+    budget = variant_cls.budgets[values.pop("budget")]
+    names = {f.name for f in fields(variant_cls.Config)}
+    return variant_cls, build(variant_cls.Config, budget, {k: v for k, v in values.items() if k in names})
+
+
+def trial_name(config: dict[str, Any], trial_id: str | None = None) -> str:
+    values = flat(config)
+    return run_name(values["variant"], values["preset"], values["seed"], trial_id)
+
+
+def to_ray(space: dict[str, Any]) -> dict[str, Any]:
+    """bench.space domains → Ray Tune domains; other values pass through as constants."""
+    def one(value: Any) -> Any:
+        if isinstance(value, Loguniform):
+            return tune.loguniform(value.lo, value.hi)
+        if isinstance(value, Uniform):
+            return tune.uniform(value.lo, value.hi)
+        if isinstance(value, Choice):
+            return tune.choice(list(value.values))
+        if isinstance(value, Grid):
+            return tune.grid_search(list(value.values))
+        return value
+
+    return {k: one(v) for k, v in space.items()}
+
+
+# --- inside a trial ------------------------------------------------------------------------
+def quiet() -> None:
+    """Keep the console to our progress lines: Ray's per-checkpoint INFO and its
+    'no result.json' warning (we log to MLflow, not to Tune's files) say nothing to a user."""
+    import logging
+    import warnings
+
+    warnings.filterwarnings("ignore", message=".*will save all extracted features in buffer.*")
+    for name in ("ray.train", "ray.tune", "ray.tune.analysis.experiment_analysis"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
+def _device(ctx: TrialContext) -> str:
+    torch.set_num_threads(max(1, int(ctx.cpus)))  # Ray leaves OMP threads alone once set
+    device = "cuda" if ctx.gpus > 0 and torch.cuda.is_available() else "cpu"
+    if device == "cuda" and ctx.gpus < 1:
+        torch.cuda.set_per_process_memory_fraction(ctx.gpus)  # Ray does not isolate GPU memory
+    return device
+
+
+def trainable(config: dict[str, Any], ctx: TrialContext) -> None:
+    """One trial: train with scoring, report each TrialResult with its checkpoint to Tune."""
+    from bench import evaluator, metrics
+    from bench.data import load_mnist, split
+
+    quiet()
+    device = _device(ctx)
+    variant_cls, cfg = resolve(config)
+    mnist = split(load_mnist(ctx.data_dir), cfg.eval_split)
+    net = evaluator.load(device=device)
+    ref = metrics.reference(net, mnist, cache_dir=ctx.cache_dir)  # cached by the driver's prepare step
+    scorer = partial(metrics.evaluate, evaluator=net, reference=ref, seed=cfg.seed, cas=cfg.cas)
+    trial_id = tune.get_context().get_trial_id()
+    make = partial(faults.FaultyTrainer, faults=ctx.faults, trial_key=trial_id) if ctx.faults else Trainer
+    trainer = make(variant_cls, cfg, mnist, device=device, scorer=scorer)
+
+    def report(result: TrialResult, ckpt_dir: Path | None) -> None:
+        checkpoint = tune.Checkpoint.from_directory(ckpt_dir) if ckpt_dir else None
+        tune.report(result.to_tune(ctx.metric, ctx.mode), checkpoint=checkpoint)
+
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        trainer.run(on_report=report)
+    else:
+        with checkpoint.as_directory() as d:
+            trainer.run(on_report=report, resume_from=Path(d))
+
+
+# --- search --------------------------------------------------------------------------------
+def search_algorithm(kind: str, space: dict[str, Any], defaults: dict[str, Any], ctx: TrialContext, seed: int):
+    """Random search or Optuna TPE; the variant's default config is always the first trial."""
+    start = [{k: defaults[k] for k in space}]
+    if kind == "random":
+        from ray.tune.search.basic_variant import BasicVariantGenerator
+
+        return BasicVariantGenerator(points_to_evaluate=start, random_state=seed)
+    if kind == "optuna":
+        import optuna
+        from ray.tune.search.optuna import OptunaSearch
+
+        return OptunaSearch(metric=ctx.metric, mode=ctx.mode, points_to_evaluate=start,
+                            sampler=optuna.samplers.TPESampler(seed=seed))
+    raise ValueError(kind)
+
+
+def scheduler(kind: str, ctx: TrialContext, space: dict[str, Any], max_reports: int):
+    """ASHA prunes on the intermediate metric; PBT mutates the searched learning rates."""
+    if kind == "none":
+        return None
+    if kind == "asha":
+        return tune.schedulers.ASHAScheduler(metric=ctx.metric, mode=ctx.mode, max_t=max(max_reports, 1),
+                                             grace_period=1, reduction_factor=2)
+    if kind == "pbt":
+        mutations = to_ray({k: v for k, v in space.items() if k.startswith("lr_")})
+        return tune.schedulers.PopulationBasedTraining(metric=ctx.metric, mode=ctx.mode,
+                                                       perturbation_interval=1, hyperparam_mutations=mutations)
+    raise ValueError(kind)
+
+
+# --- callbacks on the driver -----------------------------------------------------------------
+class Progress(tune.Callback):
+    """One line per trial result, so a CPU run shows it is alive."""
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        record = TrialResult.from_tune(result)
+        shown_keys = ("perf/img",) if record.diverged else (
+            "eval/fid", "eval/label_accuracy", "periodic/fid", "periodic/label_accuracy", "perf/img")
+        shown = "  ".join(f"{k.split('/')[-1]} {v:.3g}" for k, v in record.metrics.items() if k.startswith(shown_keys))
+        state = "diverged" if record.diverged else ("done" if record.final else "")
+        print(f"[bench] {trial_name(trial.config, trial.trial_id)} step {record.step}  {shown} {state}", flush=True)
+
+
+class TrialTracker(tune.Callback):
+    """Tune callback: each trial's results go to its MLflow run (bench.tracking.TrialLog).
+
+    `tags` are the provenance tags every trial run of the phase carries (commit, evaluator).
+    Tune pickles its callbacks with its state, so this holds plain data and a lazy client.
+    """
+
+    def __init__(self, log: TrialLog, phase: str, tags: dict[str, str]):
+        self.log, self.phase, self.tags = log, phase, tags
+
+    def _open(self, trial) -> str:
+        variant_cls, cfg = resolve(trial.config)
+        params = asdict(cfg)
+        tags = {"variant": variant_cls.name, "preset": flat(trial.config)["preset"], "seed": str(cfg.seed),
+                "phase": self.phase.split("-")[0], "bench.tuner": self.phase,
+                "bench.config": json.dumps(params, sort_keys=True)} | self.tags
+        return self.log.open(trial.trial_id, trial_name(trial.config, trial.trial_id), params, tags)
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self._open(trial)
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        self._open(trial)
+        self.log.log(trial.trial_id, TrialResult.from_tune(result))
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._open(trial)
+        path = trial.checkpoint.path if trial.checkpoint is not None else None
+        final = TrialResult.from_tune(trial.last_result or {}).final
+        self.log.complete(trial.trial_id, path, Path(path) / GRID_FILE if path else None, final)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._open(trial)
+        path = trial.checkpoint.path if trial.checkpoint is not None else None
+        self.log.fail(trial.trial_id, last_error_line(trial), path)
+
+
+def last_error_line(trial) -> str:
+    path = trial.error_file  # Tune writes it whenever the trial has a folder
+    text = Path(path).read_text() if path and Path(path).is_file() else str(trial.get_error() or "unknown error")
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return (lines[-1] if lines else "unknown error")[:500]
+
+
+# --- tuners and Ray ----------------------------------------------------------------------------
+def _with_resources(ctx: TrialContext):
+    return tune.with_resources(tune.with_parameters(trainable, ctx=ctx), {"cpu": ctx.cpus, "gpu": ctx.gpus})
+
+
+def _trial_name(trial) -> str:  # a named function: Tune pickles these, and one place names trials
+    return trial_name(trial.config, trial.trial_id)
+
+
+def build_tuner(*, name: str, storage: str, space: dict[str, Any], ctx: TrialContext, callbacks: list,
+                num_samples: int = 1, search_alg=None, sched=None, max_failures: int = 1,
+                max_concurrent: int = 0) -> tune.Tuner:
+    """A Tuner over `space` (bench.space domains and constants)."""
+    searched = search_alg is not None or sched is not None  # they take metric and mode themselves
+    return tune.Tuner(
+        _with_resources(ctx),
+        param_space=to_ray(space),
+        tune_config=tune.TuneConfig(
+            num_samples=num_samples, search_alg=search_alg, scheduler=sched,
+            metric=None if searched else ctx.metric, mode=None if searched else ctx.mode,
+            max_concurrent_trials=max_concurrent or None,
+            trial_name_creator=_trial_name, trial_dirname_creator=_trial_name),
+        run_config=tune.RunConfig(
+            name=name, storage_path=storage, callbacks=callbacks, verbose=0,
+            failure_config=tune.FailureConfig(max_failures=max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2)),
+    )
+
+
+def restore_tuner(path: str, ctx: TrialContext) -> tune.Tuner | None:
+    """The Tuner saved at `path`, or None when Tune saved nothing there yet."""
+    if not tune.Tuner.can_restore(path):
+        return None
+    return tune.Tuner.restore(path, trainable=_with_resources(ctx), resume_errored=True)
+
+
+def fit(tuner: tune.Tuner):
+    """Tuner.fit(), and whether Ctrl-C ended it.
+
+    Tune handles the first SIGINT itself (saves state, returns normally) and then puts back
+    the handler it found; finding ours back in place is how we know the stop was a Ctrl-C.
+    """
+    def marker(sig, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, marker)
+    try:
+        grid = tuner.fit()
+    finally:
+        interrupted = signal.getsignal(signal.SIGINT) is marker
+        signal.signal(signal.SIGINT, previous)
+    return grid, interrupted
+
+
+# Ray 2.60's raylet gives its dashboard agent a fixed ~15 s to report its ports (an
+# RAY_agent_register_timeout_ms of 100 s did not change it), and the driver gives the node a fixed
+# 30 s: where importing Ray alone takes ~30 s (seen on an overloaded 2-core VM) the node cannot
+# start ('The current node timed out during startup'). A slow first start can; so: a few tries.
+STARTUP_TRIES = 3
+
+
+@contextmanager
+def ray_session(address: str | None) -> Iterator[dict[str, float]]:
+    """Ray for one protocol run; yields the cluster's resources. A Ray already running in this
+    process (a notebook's, a test session's) is used as it is and left running."""
+    if ray.is_initialized():
+        yield ray.cluster_resources()
+        return
+    resources = init_ray(address)
+    try:
+        yield resources
+    finally:
+        ray.shutdown()
+
+
+def _stop_orphans() -> None:
+    """A node that missed its deadline leaves the processes it started running (ray.shutdown()
+    never learnt of them), and they would slow the next try: stop this process's Ray children."""
+    import psutil  # shipped inside Ray
+
+    ray_dir = os.path.dirname(ray.__file__)
+    for child in psutil.Process().children(recursive=True):
+        try:
+            cmd = " ".join(child.cmdline())
+            if ray_dir in cmd or cmd.startswith("ray::"):
+                child.kill()
+        except psutil.Error:
+            pass
+
+
+def init_ray(address: str | None) -> dict[str, float]:
+    """Start Ray locally (all cores) or join `address`; returns the cluster's resources."""
+    if address is None:
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    quiet()
+    for attempt in range(1, STARTUP_TRIES + 1):
+        try:
+            ray.init(address=address, include_dashboard=False, logging_level="WARNING", log_to_driver=True)
+            return ray.cluster_resources()
+        except (ConnectionError, RuntimeError, ValueError) as e:
+            raise BenchError(f"cannot join the Ray cluster at {address!r}: {str(e).splitlines()[0]}; "
+                             "check --address (e.g. auto or ray://host:10001), or drop it to run locally") from None
+        except Exception as e:  # Ray raises a bare Exception when its node misses the startup deadline
+            if "timed out during startup" not in str(e):
+                raise
+            ray.shutdown()
+            _stop_orphans()
+            print(f"[bench] Ray's node did not register within its fixed 30 s (a busy machine); "
+                  f"attempt {attempt} of {STARTUP_TRIES}", file=sys.stderr, flush=True)
+    raise BenchError(f"Ray could not start its local node in {STARTUP_TRIES} attempts: the machine is too busy; "
+                     "retry when other work has finished")
