@@ -10,11 +10,12 @@
   their nearest training point than any other training point does.
 
 The definitions, including the strict `<`, follow the authors' reference code (the `prdc` package),
-so the numbers agree with it on the same features. Distances are Euclidean in float64, computed by
-torch in row blocks of CHUNK rows: a 10k × 10k comparison holds at most CHUNK × 10k distances.
-The real side's radii depend only on the real features: knn_radii() computes them once, so a
-caller can cache them beside the real features. Memorization searches 60k training features, so
-nearest() ranks squared distances in float32 and measures the pair it finds in float64.
+so the numbers agree with it on the same features. Every comparison is decided as float64 decides
+it, at float32 speed: squared distances come from one float32 matmul per block of CHUNK rows, with
+a rigorous bound on their error, and only the pairs within that bound of a radius (or of the k-th
+neighbour) are measured again in float64. The real side's radii depend only on the real features:
+knn_radii() computes them once, so a caller can cache them beside the real features. Memorization
+searches 60k training features: nearest() ranks in float32 and measures the pair it finds in float64.
 """
 
 from __future__ import annotations
@@ -25,26 +26,65 @@ import torch
 
 PR_K = 3
 DC_K = 5
-CHUNK = 512  # rows per distance block: 512 × 10k float64 is 40 MB, nearest's 512 × 60k float32 120 MB
+CHUNK = 512  # rows per distance block: 512 × 10k float32 is 20 MB, nearest's 512 × 60k 120 MB
+SLACK_FACTOR = 2  # margin on the float32 error bound of _squared_distance_blocks
+EXTRA_CANDIDATES = 8  # float32 candidates beyond k + 1 per row, so float64 rarely has to measure a whole row
 
 
-def _distance_blocks(a: torch.Tensor, b: torch.Tensor) -> Iterator[tuple[slice, torch.Tensor]]:
-    """(rows, float64 distances from a[rows] to every row of b) for consecutive blocks of a's rows."""
-    a, b = a.double(), b.double()
+def _squared_distance_blocks(a: torch.Tensor, b: torch.Tensor) -> Iterator[tuple[slice, torch.Tensor, torch.Tensor]]:
+    """(rows, d2, slack) for consecutive blocks of a's rows: d2 the float32 squared distances from
+    a[rows] to every row of b (|a|² + |b|² − 2 a·b, one matmul), slack a bound on d2's error.
+
+    The bound: each of |a|², |b|² and a·b in float32 is within (dim + 2) u of the sum of its terms'
+    magnitudes (u = 2⁻²⁴, the rounding of the inputs included), which makes
+    |d2 − d²| ≤ 2 (dim + 2) u (|a|² + |b|²); SLACK_FACTOR doubles that for the final additions."""
+    a32, b32 = a.float(), b.float()
+    a_sq, b_sq = a32.square().sum(dim=1), b32.square().sum(dim=1)
+    u = SLACK_FACTOR * (a.shape[1] + 2) * 2.0 ** -24
     for start in range(0, len(a), CHUNK):
         rows = slice(start, min(start + CHUNK, len(a)))
-        yield rows, torch.cdist(a[rows], b)
+        d2 = torch.addmm(b_sq, a32[rows], b32.T, alpha=-2).add_(a_sq[rows, None])
+        yield rows, d2, (b_sq + a_sq[rows, None]).mul_(u)
+
+
+def _exact(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """float64 Euclidean distances between paired rows (broadcast over leading dimensions)."""
+    return (a.double() - b.double()).norm(dim=-1)
+
+
+def _closer(d2: torch.Tensor, slack: torch.Tensor, radius: torch.Tensor, a: torch.Tensor,
+            b: torch.Tensor) -> torch.Tensor:
+    """Boolean |a_i − b_j| < radius (radius broadcast to d2's shape), as float64 decides it: the
+    float32 d2 answers wherever it is farther from radius² than its slack, float64 the few others."""
+    r2 = radius.square().float()
+    closer = d2 < r2
+    i, j = ((d2 - r2).abs_() <= slack).nonzero(as_tuple=True)
+    closer[i, j] = _exact(a[i], b[j]) < radius.expand_as(d2)[i, j]
+    return closer
 
 
 def knn_radii(features: torch.Tensor, ks: Sequence[int] = (PR_K, DC_K)) -> dict[int, torch.Tensor]:
     """k → (N,) float64 distance from each point to its k-th nearest other point, for every k in ks;
-    one pass over the N × N distances however many ks."""
+    one pass over the N × N distances however many ks.
+
+    float32 picks each row's k_max + 1 + EXTRA_CANDIDATES nearest, float64 measures and sorts them.
+    A row where a point left out could still be nearer than the k_max-th (by the slack bound) is
+    measured whole in float64, so the radii equal float64's."""
     k_max = max(ks)
     if len(features) <= k_max:
         raise ValueError(f"need more than {k_max} points for {k_max}-NN radii, got {len(features)}")
-    # Column 0 of the k_max + 1 smallest is the point itself (distance 0), so column k is the k-th other.
-    blocks = _distance_blocks(features, features)
-    smallest = torch.cat([d.topk(k_max + 1, dim=1, largest=False).values for _, d in blocks])
+    n_candidates = min(len(features), k_max + 1 + EXTRA_CANDIDATES)
+    smallest = []
+    for rows, d2, slack in _squared_distance_blocks(features, features):
+        candidates = d2.topk(n_candidates, dim=1, largest=False)
+        exact = _exact(features[rows, None], features[candidates.indices]).sort(dim=1).values[:, :k_max + 1]
+        # Column 0 of the k_max + 1 smallest is the point itself (distance 0), so column k is the k-th other.
+        if n_candidates < len(features):
+            unsafe = exact[:, k_max].square() > candidates.values[:, -1] - slack.max(dim=1).values
+            for row in unsafe.nonzero().flatten().tolist():
+                exact[row] = _exact(features[rows][row], features).topk(k_max + 1, largest=False).values
+        smallest.append(exact)
+    smallest = torch.cat(smallest)
     return {k: smallest[:, k].clone() for k in ks}
 
 
@@ -83,27 +123,32 @@ def prdc(real: torch.Tensor, fake: torch.Tensor, *, real_radii: dict[int, torch.
     in_real_manifold = torch.zeros(len(fake), dtype=torch.bool)
     real_balls_hit = torch.zeros(len(fake), dtype=torch.float64)
     in_fake_manifold = torch.zeros(len(real), dtype=torch.bool)
-    nearest_fake = torch.full((len(real),), torch.inf, dtype=torch.float64)
-    for rows, d in _distance_blocks(fake, real):  # d[j, i] = |fake_j − real_i|
-        in_real_manifold[rows] = (d < real_pr).any(dim=1)
-        real_balls_hit[rows] = (d < real_dc).sum(dim=1).double()
-        in_fake_manifold |= (d < fake_pr[rows, None]).any(dim=0)
-        nearest_fake = torch.minimum(nearest_fake, d.min(dim=0).values)
+    covered = torch.zeros(len(real), dtype=torch.bool)
+    for rows, d2, slack in _squared_distance_blocks(fake, real):  # d2[j, i] ≈ |fake_j − real_i|²
+        block = (d2, slack)
+        in_real_manifold[rows] = _closer(*block, real_pr[None], fake[rows], real).any(dim=1)
+        in_dc_ball = _closer(*block, real_dc[None], fake[rows], real)
+        real_balls_hit[rows] = in_dc_ball.sum(dim=1).double()
+        covered |= in_dc_ball.any(dim=0)
+        in_fake_manifold |= _closer(*block, fake_pr[rows, None], fake[rows], real).any(dim=0)
     return {"precision": in_real_manifold.double().mean().item(),
             "recall": in_fake_manifold.double().mean().item(),
             "density": (real_balls_hit.sum() / (dc_k * len(fake))).item(),
-            "coverage": (nearest_fake < real_dc).double().mean().item()}
+            "coverage": covered.double().mean().item()}
 
 
-def memorization(fake: torch.Tensor, train: torch.Tensor) -> float:
+def memorization(fake: torch.Tensor, train: torch.Tensor, train_gaps: torch.Tensor | None = None) -> float:
     """Share of fake features closer to their nearest training feature t than t is to its nearest
     other training feature: samples inside the gap around one training image where no other real
     digit lies. It is 1 − the authenticity of Alaa et al. 2022 (arXiv 2102.08921), in the spirit of
     Meehan et al.'s (arXiv 2004.05675) data-copying test. Copies of training images score 1; real
-    held-out images give the floor, so a value well above the floor flags copying. Only the training
-    points that are some sample's nearest need their gap: 2 × N × N_train distances, no N_train² pass."""
+    held-out images give the floor, so a value well above the floor flags copying.
+
+    train_gaps: every training point's distance to its nearest other one (a cacheable N_train² pass);
+    when None, only the training points that are some sample's nearest are measured."""
     distance, index = nearest(fake, train)
-    anchors = index.unique()
-    gap = torch.empty(len(train), dtype=torch.float64)
-    gap[anchors] = nearest(train[anchors], train, exclude=anchors)[0]
-    return (distance < gap[index]).double().mean().item()
+    if train_gaps is None:
+        anchors = index.unique()
+        train_gaps = torch.empty(len(train), dtype=torch.float64)
+        train_gaps[anchors] = nearest(train[anchors], train, exclude=anchors)[0]
+    return (distance < train_gaps[index]).double().mean().item()

@@ -19,7 +19,7 @@ TRAIN_N = 10_000  # training images in the memorization reference here (bench ev
 @pytest.fixture
 def small_train(mnist, monkeypatch):
     """MNIST as bench evaluate loads it, with the first TRAIN_N training images: the 60k × 60k
-    nearest-neighbour pass of the full reference costs minutes on 2 shared cores, and the memorization
+    nearest-neighbour pass of the full reference costs ~25 s (minutes on a slow VM), and the memorization
     rule is the same at any size (the copied samples below lie inside these TRAIN_N)."""
     view = data.Mnist(mnist.train_images[:TRAIN_N], mnist.train_labels[:TRAIN_N], mnist.test_images,
                       mnist.test_labels)

@@ -33,6 +33,29 @@ def test_knn_radii_equal_brute_force_sorted_distances():
         fidelity.knn_radii(x[:5])
 
 
+def brute_prdc(real: np.ndarray, fake: np.ndarray) -> dict[str, float]:
+    """The four definitions in float64 numpy, strict `<` as in the prdc package."""
+    def dist(a, b):
+        return np.sqrt(((a[:, None] - b[None]) ** 2).sum(-1))
+    real_pr, real_dc = (np.sort(dist(real, real), axis=1)[:, k] for k in (fidelity.PR_K, fidelity.DC_K))
+    fake_pr = np.sort(dist(fake, fake), axis=1)[:, fidelity.PR_K]
+    d = dist(fake, real)
+    return {"precision": (d < real_pr).any(1).mean(), "recall": (d < fake_pr[:, None]).any(0).mean(),
+            "density": (d < real_dc).sum() / (fidelity.DC_K * len(fake)), "coverage": (d < real_dc).any(0).mean()}
+
+
+def test_ties_and_duplicates_are_decided_as_float64_decides_them():
+    # Lattice points (steps of 0.1, not exact in binary): most distances tie with some radius exactly,
+    # and a tenth of the points are repeated, so float32 must defer to float64 for ties and whole rows.
+    rng = np.random.default_rng(0)
+    real, fake = (torch.from_numpy(rng.integers(0, 3, (n, 6)) * 0.1) for n in (600, 500))
+    real[540:], fake[450:] = real[:60], fake[:50]
+    d = np.sqrt(((real.numpy()[:, None] - real.numpy()[None]) ** 2).sum(-1))
+    for k, r in fidelity.knn_radii(real, (1, 3, 5, 12)).items():
+        np.testing.assert_array_equal(r.numpy(), np.sort(d, axis=1)[:, k])
+    assert fidelity.prdc(real, fake) == pytest.approx(brute_prdc(real.numpy(), fake.numpy()), abs=1e-12)
+
+
 @pytest.mark.parametrize("shift", [0.0, 0.5])
 def test_prdc_equals_the_prdc_package_on_random_features(shift):
     real, fake = gaussian(1500, 32, 1), gaussian(1200, 32, 2) + shift
@@ -96,6 +119,7 @@ def test_memorization_equals_its_definition_in_numpy():
     np.testing.assert_allclose(others.numpy(), fidelity.knn_radii(train, (1,))[1].numpy(), atol=1e-9)
     got = fidelity.memorization(fake, train)
     assert got == pytest.approx(brute_memorization(fake.numpy(), train.numpy()), abs=1e-12)
+    assert fidelity.memorization(fake, train, train_gaps=others) == got  # the cached gaps of metrics.Reference
     assert 1 / 3 <= got < 1
 
 
