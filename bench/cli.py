@@ -10,7 +10,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import get_args, get_type_hints
 
-from bench.errors import BenchError
+from bench.errors import BenchError, full_disk_message, out_of_space
 from bench.options import Options
 
 EXAMPLES = {
@@ -120,6 +120,8 @@ def build_parser() -> Parser:
     _store_args(ui)
     ui.add_argument("--port", type=int, default=5000)
     ui.add_argument("--host", default="127.0.0.1", help="interface to bind; anything else exposes the UI")
+    ui.add_argument("--workers", type=int, default=1,
+                    help="server worker processes (MLflow's own default is 4; one is plenty for one reader)")
 
     s = _sub(subs, "sample", "regenerate label-balanced samples from a finished run's checkpoint")
     s.add_argument("run_id")
@@ -198,13 +200,66 @@ def cmd_report(args) -> int:
 
 
 def cmd_ui(args) -> int:
+    """`mlflow server` on the store, light: --workers processes and no job runner (MLflow's GenAI
+    jobs; with its defaults it starts 17 processes). Prints the URL once the server answers."""
+    import os
+    import signal
     import subprocess
 
-    uri, _, _ = _store(args)
+    from bench import store, tracking
+
+    uri, experiment, _ = _store(args)
+    experiment_id, _ = store.find_session(uri, experiment)
+    tracking.tag_for_ui(uri, experiment_id)  # experiments made before bench set these tags
     if args.host != "127.0.0.1":
         print(f"warning: binding the MLflow UI to {args.host} exposes every run to that network", file=sys.stderr)
-    return subprocess.call([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
-                            "--host", args.host, "--port", str(args.port)])
+    if args.workers < 1:
+        raise BenchError(f"--workers must be >= 1, got {args.workers}")
+    _check_port_free(args.host, args.port)
+    env = os.environ | {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri, "--host",
+                             args.host, "--port", str(args.port), "--workers", str(args.workers)],
+                            env=env, start_new_session=True, stdout=sys.stderr)  # stdout: the link alone
+    # The server has its own process group (its workers with it): stop them all however bench ends.
+    previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    url = f"http://{args.host}:{args.port}"
+    try:
+        if _wait_for_http(f"{url}/health", proc):
+            print(f"MLflow UI: {tracking.ui_link(url, experiment_id)}  (Ctrl-C stops it)", flush=True)
+        return proc.wait()
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait()
+
+
+def _check_port_free(host: str, port: int) -> None:
+    import socket
+
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+        except OSError as e:
+            raise BenchError(f"cannot serve on {host}:{port}: {e.strerror}; pass another --port") from None
+
+
+def _wait_for_http(url: str, proc, timeout: float = 300) -> bool:
+    """Poll url until it answers 200; False if the process ends first (its own error is on stderr)."""
+    import time
+    import urllib.request
+
+    end = time.monotonic() + timeout
+    while time.monotonic() < end and proc.poll() is None:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return True
+        except OSError:
+            time.sleep(0.3)
+    return False
 
 
 def cmd_sample(args) -> int:
@@ -323,7 +378,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"interrupted; results so far are kept. Continue with: bench run --resume --output {out}",
               file=sys.stderr)
         return 130
-
+    except Exception as e:
+        where = out_of_space(e)
+        if where is None:
+            raise
+        args = locals().get("args")
+        output = args.output if getattr(args, "cmd", None) == "run" else None
+        print(f"error: {full_disk_message(where or output or '', output)}", file=sys.stderr)
+        return 2
 
 if __name__ == "__main__":
     sys.exit(main())

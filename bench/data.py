@@ -68,6 +68,22 @@ def split(mnist: Mnist, eval_split: str) -> Mnist:
     return Mnist(mnist.train_images[:n], mnist.train_labels[:n], mnist.train_images[n:], mnist.train_labels[n:])
 
 
+def views(eval_split: str) -> dict[str, tuple[str, str, str]]:
+    """role → (name, rows, digest) of what a trial trains on ("training") and is scored against
+    ("evaluation") under eval_split; the digest hashes the files' md5s and the rows, so it names
+    exactly these images."""
+    train_n = 60_000 - (VAL_N if eval_split == "val" else 0)
+    files = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+             "t10k": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+    parts = {"training": ("train", f"0:{train_n}"),
+             "evaluation": ("train", f"{train_n}:60000") if eval_split == "val" else ("t10k", "0:10000")}
+    out = {}
+    for role, (source, rows) in parts.items():
+        digest = hashlib.sha256(f"{[MD5_RAW[f] for f in files[source]]}{rows}".encode()).hexdigest()[:16]
+        out[role] = (f"mnist-{source}[{rows}]", rows, digest)
+    return out
+
+
 class _BadFile(Exception):
     """One file that cannot be used: `status` is a short word for `bench data verify`."""
 

@@ -102,7 +102,7 @@ def batched(fn: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor,
 def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
     """Share of images whose argmax logit equals the label."""
     predicted = batched(model, images, device_of(model)).argmax(1)
-    return (predicted == labels.cpu()).float().mean().item()
+    return (predicted == labels.cpu()).double().mean().item()
 
 
 def _augment(x: torch.Tensor, generator: torch.Generator, shift: int = 2) -> torch.Tensor:

@@ -9,24 +9,28 @@ Ray is imported only once the protocol starts (bench.tuner), never by the checks
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
+import os
 import re
 import sys
+import time
 import uuid
 from dataclasses import asdict, fields
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from bench import registry, tracking
 from bench.config import TrainConfig, build
-from bench.errors import BenchError, check_reachable, did_you_mean
+from bench.errors import BenchError, check_reachable, did_you_mean, full_disk_message, out_of_space
 from bench.options import Options
 from bench.records import TrialResult, counts
 from bench.space import grid
-from bench.store import client, default_uri
+from bench.store import client, default_uri, relocate
 
 STATE = "experiment.json"
+LOCK = ".bench.lock"  # see lock_folder
 # Search trials train with this seed, the seeds phase with 0 … --seeds − 1: disjoint, so the run
 # that won the selection is never counted again in the final estimate (selection bias).
 SEARCH_SEED = 10_000
@@ -86,12 +90,37 @@ def _check_cluster(opts: Options) -> None:
         check_reachable(opts.address, "the Ray cluster", "check --address (auto, host:6379 or ray://host:10001)")
 
 
+def lock_folder(out: Path) -> IO[str]:
+    """An exclusive OS lock on the experiment folder, held by the returned open file: one writer per
+    folder. The OS releases it when this process ends in any way (SIGKILL included); Ray's processes
+    do not inherit it. A second `bench run` on the folder is refused with the holder's pid."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        f = open(out / LOCK, "a+")
+    except OSError as e:
+        raise BenchError(f"cannot write to --output {out}: {e.strerror}; choose a writable folder") from None
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        time.sleep(0.2)  # the holder writes its pid right after it locks
+        f.seek(0)
+        holder = f.read().strip() or "unknown"
+        f.close()
+        raise BenchError(f"{out} is in use by another bench run (pid {holder}); wait for it to end, "
+                         "or choose another --output") from None
+    f.seek(0)
+    f.truncate()
+    f.write(str(os.getpid()))
+    f.flush()
+    return f
+
+
 def prepare_output(out: Path, resume: bool) -> None:
     if resume:
         if not (out / STATE).is_file():
             raise BenchError(f"nothing to resume in {out}: no {STATE}; start it with `bench run … --output {out}`")
         return
-    if (out / STATE).exists() or (out.exists() and any(out.iterdir())):
+    if (out / STATE).exists() or (out.exists() and any(p.name != LOCK for p in out.iterdir())):
         raise BenchError(f"{out} already holds results; continue it with `bench run --resume --output {out}` "
                          "or choose a new --output")
     try:
@@ -109,15 +138,29 @@ class Session:
 
     def __init__(self, out: Path, state: dict[str, Any]):
         self.out, self.state = out, state
+        self.lock: IO[str] | None = None
 
     @classmethod
     def load(cls, out: Path) -> Session:
-        return cls(out, json.loads((out / STATE).read_text()))
+        """The session saved in `out`; a folder copied or moved since is first made to point at itself
+        (store.relocate), so the copy never reads or writes the original."""
+        session = cls(out, json.loads((out / STATE).read_text()))
+        if relocate(out, session.state):
+            session.save()
+        return session
 
     def save(self) -> None:
         tmp = self.out / (STATE + ".tmp")
-        tmp.write_text(json.dumps(self.state, indent=1, sort_keys=True))
-        tmp.replace(self.out / STATE)  # atomic: a kill never leaves half a file
+        try:
+            tmp.write_text(json.dumps(self.state, indent=1, sort_keys=True))
+            tmp.replace(self.out / STATE)  # atomic: a kill never leaves half a file
+        finally:
+            tmp.unlink(missing_ok=True)  # after a failed write (a full disk)
+
+    def unlock(self) -> None:
+        if self.lock is not None:
+            self.lock.close()  # closing the file releases its OS lock
+            self.lock = None
 
     @property
     def opts(self) -> Options:
@@ -133,19 +176,30 @@ class Session:
 
 
 def open_session(opts: Options, resume: bool) -> tuple[Session, dict[str, TrainConfig]]:
-    """A new session in opts.output (checked first), or the saved one there (--resume)."""
+    """A new session in opts.output (checked first), or the saved one there (--resume); either way
+    holding the folder's lock (Session.unlock releases it)."""
     out = Path(opts.output)
     if resume:
         prepare_output(out, resume=True)
-        session = Session.load(out)
-        return session, check(session.opts)
-    configs = check(opts)
-    prepare_output(out, resume=False)
-    uri = opts.tracking_uri or default_uri(out)
-    experiment = sanitize(opts.experiment or out.resolve().name)
-    state = {"session": uuid.uuid4().hex[:12], "options": asdict(opts), "tracking_uri": uri,
-             "experiment": experiment, "phases": {}}
-    return Session(out, state), configs
+    else:
+        configs = check(opts)
+    lock = lock_folder(out)
+    try:
+        if resume:
+            session = Session.load(out)
+            configs = check(session.opts)
+        else:
+            prepare_output(out, resume=False)
+            uri = opts.tracking_uri or default_uri(out)
+            experiment = sanitize(opts.experiment or out.resolve().name)
+            session = Session(out, {"session": uuid.uuid4().hex[:12], "options": asdict(opts), "tracking_uri": uri,
+                                    "experiment": experiment, "phases": {}, "folder": str(out.resolve())})
+            session.save()  # from here on the folder can be resumed, even if preparing it fails (a full disk)
+    except BaseException:
+        lock.close()
+        raise
+    session.lock = lock
+    return session, configs
 
 
 class Interrupted(Exception):
@@ -156,6 +210,13 @@ class Interrupted(Exception):
 def run(opts: Options, resume: bool = False) -> Path:
     """Run (or resume) the whole protocol; returns the report's path."""
     session, configs = open_session(opts, resume)
+    try:
+        return _run(session, configs)
+    finally:
+        session.unlock()
+
+
+def _run(session: Session, configs: dict[str, TrainConfig]) -> Path:
     from bench import report, tuner  # after the checks, so a mistake is answered before Ray loads
 
     opts = session.opts
@@ -169,7 +230,9 @@ def run(opts: Options, resume: bool = False) -> Path:
             status = "FINISHED"
         finally:
             tracking.close_session(session.uri, session.state["experiment_id"], session.id, status)
-    return report.from_store(session.uri, session.state["experiment"], session.id, session.out)
+    path = report.from_store(session.uri, session.state["experiment"], session.id, session.out)
+    tracking.log_report(session.uri, session.state["phases"]["seeds"]["parent"], path, opts.n_seeds)
+    return path
 
 
 def prepare(session: Session, cfg: TrainConfig) -> tuple[str, Path]:
@@ -196,7 +259,8 @@ def prepare(session: Session, cfg: TrainConfig) -> tuple[str, Path]:
             "tracking_uri": session.uri, "primary_metric": opts.metric,
             "higher_is_better": {k: metrics.higher_is_better(k) for k in metrics.HIGHER_IS_BETTER}}
     artifacts = session.out / "mlartifacts" if session.uri == default_uri(session.out) else None
-    state["experiment_id"] = tracking.ensure_experiment(session.uri, state["experiment"], artifacts)
+    state["experiment_id"] = tracking.ensure_experiment(session.uri, state["experiment"], artifacts, opts.metric,
+                                                        metrics.higher_is_better(opts.metric))
     session.save()
     return str(data.resolve_data_dir(opts.data_dir)), cache
 
@@ -294,6 +358,9 @@ def run_phase(session: Session, ctx, name: str, space: dict[str, Any], expected:
         results, interrupted = tuner.fit(t)
     except KeyboardInterrupt:
         raise Interrupted(name) from None
+    full = [where for r in results if r.error is not None and (where := out_of_space(r.error)) is not None]
+    if full:  # not a failed trial but a full disk: leave the phase open, so --resume retries it
+        raise BenchError(full_disk_message(full[0] or str(session.out), str(session.out)))
     if interrupted or len(results) < expected or results.num_terminated + results.num_errors < len(results):
         raise Interrupted(name)
     phase["done"] = True

@@ -16,8 +16,10 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def generate(variant: Variant, n: int, seed: int, batch: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
-    """n samples with labels 0,1,…,9,0,1,… and noise from `seed`; G in eval mode (BN running stats).
+def generate(variant: Variant, n: int, seed: int, batch: int = 1000,
+             labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """n samples with labels 0,1,…,9,0,1,… (or the n `labels` given) and noise from `seed`;
+    G in eval mode (BN running stats).
 
     Scoring quantized uint8 images means `bench sample` + `bench evaluate` reproduce a trial's
     numbers bit for bit.
@@ -25,7 +27,7 @@ def generate(variant: Variant, n: int, seed: int, batch: int = 1000) -> tuple[to
     was_training = variant.g.training
     variant.g.eval()
     gen = torch.Generator(device=variant.device).manual_seed(seed)
-    labels = torch.arange(n, device=variant.device) % NUM_CLASSES
+    labels = (torch.arange(n) % NUM_CLASSES if labels is None else labels).to(variant.device)
     out = []
     for start in range(0, n, batch):
         y = labels[start:start + batch]

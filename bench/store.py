@@ -19,6 +19,47 @@ def default_uri(output: Path) -> str:
     return f"sqlite:///{output.resolve() / 'mlflow.db'}"
 
 
+# Store URIs a folder was moved away from → where it is now, for Tune state restored in this process
+# (its pickled bench.tracking.TrialLog still names the old store).
+RELOCATED: dict[str, str] = {}
+
+
+def relocate(out: Path, state: dict[str, Any]) -> bool:
+    """Point a copied or moved experiment folder at itself: rewrite the absolute paths that its
+    experiment.json `state` and (when the folder holds the store) its sqlite store recorded where the
+    folder was made: artifact locations, checkpoint tags, model locations. Only files inside `out`
+    are written, so the original is never read or touched. Returns whether anything changed."""
+    new = str(out.resolve())
+    old = state.get("folder")
+    uri = state["tracking_uri"]
+    if old is None and uri.startswith("sqlite:///") and uri.endswith("/mlflow.db"):
+        old = uri.removeprefix("sqlite:///").removesuffix("/mlflow.db")  # made before "folder" was recorded
+    if old is None or old == new:
+        return False
+    if uri == default_uri(Path(old)):
+        _rewrite_db(out / "mlflow.db", old, new)
+        state["tracking_uri"] = RELOCATED[uri] = default_uri(out)
+        if "meta" in state:
+            state["meta"]["tracking_uri"] = state["tracking_uri"]
+    state["folder"], state["options"]["output"] = new, str(out)
+    return True
+
+
+def _rewrite_db(db: Path, old: str, new: str) -> None:
+    """Replace the folder path `old` by `new` in every text column of the sqlite store at db."""
+    import sqlite3
+
+    pairs = [(Path(old).as_uri(), Path(new).as_uri()), (old, new)]
+    with sqlite3.connect(db) as conn:
+        tables = [row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        for table in tables:
+            for _, column, kind, *_ in conn.execute(f'PRAGMA table_info("{table}")').fetchall():
+                if any(t in kind.upper() for t in ("CHAR", "TEXT", "CLOB")):
+                    for a, b in pairs:
+                        conn.execute(f'UPDATE "{table}" SET "{column}" = replace("{column}", ?, ?) '
+                                     f'WHERE instr("{column}", ?) > 0', (a, b, a))
+
+
 def client(uri: str):
     from mlflow.tracking import MlflowClient
 

@@ -24,9 +24,9 @@ from ray import tune
 from bench import faults, registry
 from bench.config import TrainConfig, build
 from bench.errors import BenchError
-from bench.records import GRID_FILE, TrialResult, run_name
+from bench.records import GRID_FILE, TrialResult, counts, run_name
 from bench.space import Choice, Grid, Loguniform, Uniform
-from bench.tracking import TrialLog
+from bench.tracking import NOTE_TAG, TrialLog
 from bench.trainer import Trainer
 from bench.variant import Variant
 
@@ -185,11 +185,13 @@ class TrialTracker(tune.Callback):
 
     def _open(self, trial) -> str:
         variant_cls, cfg = resolve(trial.config)
-        params = asdict(cfg)
-        tags = {"variant": variant_cls.name, "preset": flat(trial.config)["preset"], "seed": str(cfg.seed),
-                "phase": self.phase.split("-")[0], "bench.tuner": self.phase,
-                "bench.config": json.dumps(params, sort_keys=True)} | self.tags
-        return self.log.open(trial.trial_id, trial_name(trial.config, trial.trial_id), params, tags)
+        config = asdict(cfg)
+        # variant, preset and phase are params too: MLflow's compare views group and colour by params only.
+        names = {"variant": variant_cls.name, "preset": flat(trial.config)["preset"], "phase": self.phase.split("-")[0]}
+        tags = names | {"seed": str(cfg.seed), "bench.tuner": self.phase, NOTE_TAG: describe(variant_cls, cfg),
+                        "bench.config": json.dumps(config, sort_keys=True)} | self.tags
+        return self.log.open(trial.trial_id, trial_name(trial.config, trial.trial_id), names | config, tags,
+                             eval_split=cfg.eval_split)
 
     def on_trial_start(self, iteration, trials, trial, **info):
         self._open(trial)
@@ -201,13 +203,30 @@ class TrialTracker(tune.Callback):
     def on_trial_complete(self, iteration, trials, trial, **info):
         self._open(trial)
         path = trial.checkpoint.path if trial.checkpoint is not None else None
-        final = TrialResult.from_tune(trial.last_result or {}).final
-        self.log.complete(trial.trial_id, path, Path(path) / GRID_FILE if path else None, final)
+        record = TrialResult.from_tune(trial.last_result or {})
+        variant_cls, cfg = resolve(trial.config)
+        self.log.complete(trial.trial_id, path, Path(path) / GRID_FILE if path else None, record.final,
+                          note=describe(variant_cls, cfg, record),
+                          model={"variant": variant_cls.name, "config": asdict(cfg)})
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self._open(trial)
         path = trial.checkpoint.path if trial.checkpoint is not None else None
         self.log.fail(trial.trial_id, last_error_line(trial), path)
+
+
+def describe(variant_cls: type[Variant], cfg: TrainConfig, record: TrialResult | None = None) -> str:
+    """The run's description in MLflow: the recipe's paper, its budget and, once known, its scores."""
+    doc = sys.modules[variant_cls.__module__].__doc__ or variant_cls.name
+    paper = " ".join(doc.strip().split("\n\n")[0].split())  # the docstring's first paragraph
+    lines = [f"**{variant_cls.name}**: {paper}",
+             f"{cfg.steps} steps, batch {cfg.batch_size}, seed {cfg.seed}; scored on the {cfg.eval_split} split "
+             f"with N = {cfg.final_n} samples"]
+    if record is not None and record.final and counts(record):
+        shown = {k: v for k, v in record.metrics.items() if k in ("eval/fid", "eval/label_accuracy", "eval/precision",
+                                                                  "eval/recall", "eval/cas")}
+        lines.append("final: " + ", ".join(f"{k} {v:.4g}" for k, v in shown.items()))
+    return "\n\n".join(lines)
 
 
 def last_error_line(trial) -> str:
@@ -247,10 +266,25 @@ def build_tuner(*, name: str, storage: str, space: dict[str, Any], ctx: TrialCon
 
 
 def restore_tuner(path: str, ctx: TrialContext) -> tune.Tuner | None:
-    """The Tuner saved at `path`, or None when Tune saved nothing there yet."""
+    """The Tuner saved at `path`, or None when Tune saved nothing usable there (nothing yet, or a
+    state file cut short by a full disk: the phase then starts over)."""
     if not tune.Tuner.can_restore(path):
         return None
+    if "://" not in path and not _state_readable(Path(path)):
+        print(f"[bench] warning: Tune's saved state in {path} is damaged (a full disk?); "
+              "this phase starts over", file=sys.stderr)
+        return None
     return tune.Tuner.restore(path, trainable=_with_resources(ctx), resume_errored=True)
+
+
+def _state_readable(path: Path) -> bool:
+    """Whether Tune's experiment state files in a local phase folder are whole JSON."""
+    try:
+        for state in path.glob("experiment_state-*.json"):
+            json.loads(state.read_text())
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def fit(tuner: tune.Tuner):

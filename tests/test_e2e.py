@@ -2,13 +2,18 @@
 
 import json
 import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
 
 from bench.cli import main
 
-from e2e import TINY, all_runs, loss_steps, store, trial_runs
+from e2e import TINY, all_runs, free_port, loss_steps, store, trial_runs
 
 pytestmark = pytest.mark.slow
 
@@ -82,3 +87,108 @@ def test_sample_and_evaluate_reproduce_the_reported_numbers(finished, tmp_path, 
     for key in ("eval/fid", "eval/kid", "eval/label_accuracy", "eval/classifier_score", "eval/precision",
                 "eval/recall", "eval/density", "eval/coverage", "eval/memorization", "eval/intra_fid", "eval/cas"):
         assert scores[key] == pytest.approx(run.data.metrics[key], rel=1e-4, abs=1e-6), key
+
+
+def test_mlflow_shows_model_training_runs_with_params_inputs_and_descriptions(finished):
+    c = store(finished)
+    exp = c.get_experiment_by_name(json.loads((finished / "experiment.json").read_text())["experiment"])
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"  # the runs table, not GenAI traces
+    for r in trial_runs(finished):
+        assert r.data.params["variant"] == r.data.tags["variant"] and r.data.params["preset"] == "smoke"
+        note = r.data.tags["mlflow.note.content"]
+        assert note.startswith(f"**{r.data.tags['variant']}**") and "final: eval/fid" in note
+        inputs = {d.dataset.name: {t.key: t.value for t in d.tags} for d in r.inputs.dataset_inputs}
+        assert inputs["mnist-train[0:60000]"]["mlflow.data.context"] == "training"
+        assert inputs["mnist-t10k[0:10000]"] == {"mlflow.data.context": "evaluation", "split": "test"}
+    [seeds] = [r for r in all_runs(finished) if r.data.tags.get("bench.kind") == "parent"
+               and r.data.tags["phase"] == "seeds"]
+    assert seeds.data.tags["best_variant"] in ("cgan", "acgan") and seeds.data.tags["n_seeds"] == "2"
+    assert seeds.data.metrics["floor/eval/fid"] > 0
+    assert {a.path for a in c.list_artifacts(seeds.info.run_id)} >= {"report.md", "results.csv", "report_assets"}
+
+
+def test_logged_generator_loads_and_draws_the_reported_digits(finished, evaluator):
+    import mlflow.pyfunc
+    import torch
+
+    from bench.evaluator import to_input
+    from bench.metrics import LabelAccuracy
+
+    for r in trial_runs(finished)[:2]:
+        model = mlflow.pyfunc.load_model(r.data.tags["bench.model_uri"])
+        n, seed = int(r.data.params["final_n"]), int(r.data.tags["seed"])
+        labels = torch.arange(n) % 10
+        images = torch.from_numpy(model.predict(pd.DataFrame({"label": labels.numpy()}), params={"seed": seed}))
+        with torch.no_grad():
+            logits = evaluator(to_input(images))
+        acc = LabelAccuracy()
+        acc.update(logits, labels)
+        assert acc.compute()[0].item() == pytest.approx(r.data.metrics["eval/label_accuracy"], abs=0.01)
+
+
+def test_the_mlflow_ui_in_a_real_browser(finished, tmp_path):
+    """`bench ui` as a user meets it, in headless Chromium: the runs table, the compare page, a run."""
+    from playwright.sync_api import sync_playwright
+
+    browser_path = shutil.which("chromium")
+    if browser_path is None:
+        if os.environ.get("CI"):
+            raise AssertionError("no chromium on PATH: .ci/run installs Debian's chromium")
+        pytest.skip("needs Debian's chromium (apt-get install chromium); Playwright cannot download one here")
+    runs = sorted(trial_runs(finished), key=lambda r: r.data.metrics["eval/fid"])
+    server_log = open(tmp_path / "server.log", "w")  # closed with the server, below
+    ui = [sys.executable, "-m", "bench", "ui", "--output", str(finished), "--port", str(free_port())]
+    proc = subprocess.Popen(ui, stdout=subprocess.PIPE, stderr=server_log, text=True, start_new_session=True)
+    link = proc.stdout.readline().split()[2]  # "MLflow UI: <link>  (Ctrl-C stops it)"
+    base, experiment_id = link.split("/#/")[0], runs[0].info.experiment_id
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=browser_path, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run"])
+        page = browser.new_page(viewport={"width": 1600, "height": 1000})
+        failed = []
+        page.on("response", lambda r: failed.append(f"{r.status} {r.url}") if r.status >= 500 else None)
+
+        def visit(url):  # a full load: a hash change alone leaves the single-page app's last view state
+            page.goto("about:blank")
+            page.goto(url)
+
+        try:
+            visit(link)
+            for r in runs:
+                page.get_by_text(r.info.run_name, exact=True).wait_for(timeout=60_000)
+            table = page.inner_text("body")
+            assert "eval/fid" in table and "eval/label_accuracy" in table and "generator" in table
+            for r in runs:  # the UI prints a metric's full repr
+                for key in ("eval/fid", "eval/label_accuracy"):
+                    assert repr(r.data.metrics[key]) in table, (r.info.run_name, key)
+
+            ids = ",".join(f'"{r.info.run_id}"' for r in runs)
+            visit(f'{base}/#/compare-runs?runs=[{ids}]&experiments=["{experiment_id}"]')
+            page.get_by_text(f"Comparing {len(runs)} Runs from 1 Experiment").wait_for(timeout=60_000)
+            page.get_by_text("Run details", exact=True).wait_for(timeout=60_000)
+            compare = page.inner_text("body")
+            for name in ("variant", "lr_g", "aux_weight", "seed"):
+                assert f"\n{name}\t" in compare, name
+
+            run = runs[0]
+            visit(f"{base}/#/experiments/{experiment_id}/runs/{run.info.run_id}/artifacts?workflowType=machine_learning")
+            page.get_by_text("grid.png", exact=True).first.click(timeout=60_000)
+            # The 284 × 284 sample grid, decoded and shown (the preview loads it as a blob).
+            page.wait_for_function("() => [...document.images].some(i => i.naturalWidth === 284)", timeout=60_000)
+            visit(f"{base}/#/experiments/{experiment_id}/runs/{run.info.run_id}?workflowType=machine_learning")
+            page.get_by_text("final: eval/fid", exact=False).first.wait_for(timeout=60_000)  # its description
+            visit(f"{base}/#/experiments/{experiment_id}/models?workflowType=machine_learning")
+            page.get_by_text(run.info.run_name, exact=True).wait_for(timeout=60_000)  # as a model's source run
+            assert page.inner_text("body").count("\ngenerator\n") == len(runs)  # one logged model per trial
+        except Exception:
+            shot = tmp_path / "mlflow-ui-failure.png"
+            page.screenshot(path=str(shot), full_page=True)
+            print(f"screenshot of the failing page: {shot}; server log: {tmp_path / 'server.log'}; "
+                  f"failed requests: {failed}")
+            raise
+        finally:
+            browser.close()
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait()
+            server_log.close()
