@@ -279,13 +279,19 @@ def cmd_sample(args) -> int:
         raise BenchError(f"no run {args.run_id!r} in {uri}; copy a run id from the report or `bench ui`") from None
     tags = run.data.tags
     ckpt = tags.get("bench.checkpoint")
-    if not ckpt or not (Path(ckpt) / STATE_FILE).is_file():
-        raise BenchError(f"run {args.run_id} has no checkpoint on this machine ({ckpt}); it failed or ran elsewhere")
     cls = registry.get(tags["variant"])
     cfg = build(cls.Config, json.loads(tags["bench.config"]))
-    variant = cls(cfg, "cpu")
-    state = torch.load(Path(ckpt) / STATE_FILE, map_location="cpu", weights_only=True)
-    variant.load_state_dict(state["variant"])
+    if ckpt and (Path(ckpt) / STATE_FILE).is_file():  # the fast path: Tune's checkpoint on this machine
+        variant = cls(cfg, "cpu")
+        state = torch.load(Path(ckpt) / STATE_FILE, map_location="cpu", weights_only=True)
+        variant.load_state_dict(state["variant"])
+    elif "bench.model_uri" in tags:  # the generator logged to MLflow: all a tracking server needs
+        from bench.generator_model import load_variant
+
+        variant = load_variant(uri, tags["bench.model_uri"])
+    else:
+        raise BenchError(f"run {args.run_id} has neither a logged generator nor a checkpoint on this machine "
+                         f"({ckpt}); it failed, or ran elsewhere before bench logged generators")
     seed = cfg.seed if args.seed is None else args.seed
     images, labels = samples.generate(variant, args.n, seed=seed)
     npz.save_samples(args.out, images, labels if cls.conditional else None)
@@ -362,7 +368,7 @@ COMMANDS = {"list": cmd_list, "report": cmd_report, "ui": cmd_ui, "sample": cmd_
 
 
 def main(argv: list[str] | None = None) -> int:
-    from bench.experiment import Interrupted
+    from bench.experiment import Interrupted, terminated
 
     try:
         argv = sys.argv[1:] if argv is None else argv
@@ -375,9 +381,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except (Interrupted, KeyboardInterrupt):
         out = getattr(locals().get("args"), "output", None) or "DIR"
-        print(f"interrupted; results so far are kept. Continue with: bench run --resume --output {out}",
+        how = "stopped by SIGTERM" if terminated() else "interrupted"
+        print(f"{how}; results so far are kept. Continue with: bench run --resume --output {out}",
               file=sys.stderr)
-        return 130
+        return 143 if terminated() else 130
     except Exception as e:
         where = out_of_space(e)
         if where is None:

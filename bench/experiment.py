@@ -14,9 +14,12 @@ import json
 import math
 import os
 import re
+import signal
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import IO, Any
@@ -203,7 +206,31 @@ def open_session(opts: Options, resume: bool) -> tuple[Session, dict[str, TrainC
 
 
 class Interrupted(Exception):
-    """The driver stopped before the protocol finished (Ctrl-C); the output can be resumed."""
+    """The driver stopped before the protocol finished (Ctrl-C, SIGTERM); the output can be resumed."""
+
+
+_received: list[int] = []  # signals sigterm_as_ctrl_c() turned into a Ctrl-C
+
+
+def terminated() -> bool:
+    """Whether this process's protocol was stopped by SIGTERM (exit 143) rather than Ctrl-C (130)."""
+    return signal.SIGTERM in _received
+
+
+@contextmanager
+def sigterm_as_ctrl_c() -> Iterator[None]:
+    """Batch schedulers (SLURM, Kubernetes, systemd) stop jobs with SIGTERM. Stop as Ctrl-C does
+    (Tune saves its state, runs close as KILLED, one line says how to resume) instead of Ray's
+    handler, which dumps a C++ stack and exits 134. Entered after Ray starts: ray.init installs its own."""
+    def handler(sig, frame):
+        _received.append(sig)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 # --- the protocol -----------------------------------------------------------------------------
@@ -221,7 +248,7 @@ def _run(session: Session, configs: dict[str, TrainConfig]) -> Path:
 
     opts = session.opts
     data_dir, cache = prepare(session, next(iter(configs.values())))
-    with tuner.ray_session(opts.address) as resources:
+    with tuner.ray_session(opts.address) as resources, sigterm_as_ctrl_c():
         status = "KILLED"
         try:
             ctx = trial_context(opts, resources, data_dir, cache)

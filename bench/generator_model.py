@@ -45,6 +45,12 @@ class GeneratorModel(mlflow.pyfunc.PythonModel):
         return images.numpy()
 
 
+def load_variant(tracking_uri: str, model_uri: str):
+    """The trained Variant inside a logged generator model (for `bench sample` without the checkpoint)."""
+    mlflow.set_tracking_uri(tracking_uri)
+    return mlflow.pyfunc.load_model(model_uri).unwrap_python_model().variant
+
+
 def signature():
     import numpy as np
     from mlflow.models import ModelSignature

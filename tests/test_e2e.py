@@ -89,6 +89,19 @@ def test_sample_and_evaluate_reproduce_the_reported_numbers(finished, tmp_path, 
         assert scores[key] == pytest.approx(run.data.metrics[key], rel=1e-4, abs=1e-6), key
 
 
+def test_sample_needs_only_mlflow_once_the_checkpoints_are_gone(finished, tmp_path):
+    import numpy as np
+
+    run = next(r for r in trial_runs(finished) if r.info.run_name == "acgan__smoke__0")
+    with_checkpoint, without = tmp_path / "a.npz", tmp_path / "b.npz"
+    assert main(["sample", run.info.run_id, "--output", str(finished), "--n", "50", "--out", str(with_checkpoint)]) == 0
+    copy = tmp_path / "exp"
+    shutil.copytree(finished, copy, ignore=shutil.ignore_patterns("ray"))  # no Tune storage at all
+    assert main(["sample", run.info.run_id, "--output", str(copy), "--n", "50", "--out", str(without)]) == 0
+    a, b = np.load(with_checkpoint), np.load(without)
+    assert np.array_equal(a["images"], b["images"]) and np.array_equal(a["labels"], b["labels"])
+
+
 def test_mlflow_shows_model_training_runs_with_params_inputs_and_descriptions(finished):
     c = store(finished)
     exp = c.get_experiment_by_name(json.loads((finished / "experiment.json").read_text())["experiment"])

@@ -81,6 +81,19 @@ def test_killed_driver_resumes_without_duplicates(tmp_path, ray_cluster):
 
 
 @pytest.mark.slow
+def test_sigterm_stops_like_ctrl_c_and_the_run_resumes(tmp_path, ray_cluster):
+    out = tmp_path / "exp"
+    with driver(two_seeds(out), {"BENCH_FAULT_SLOW": "0.15", "RAY_ADDRESS": ray_cluster}) as proc:
+        wait_for_checkpoint(out, proc)
+        proc.send_signal(signal.SIGTERM)  # as a batch scheduler stops a job: the driver alone
+        said = proc.communicate(timeout=300)[0].strip().splitlines()
+    assert proc.returncode == 143
+    assert said[-1] == f"stopped by SIGTERM; results so far are kept. Continue with: bench run --resume --output {out}"
+    assert "RUNNING" not in {r.info.status for r in all_runs(out)}
+    _resume_and_check(out, 2)
+
+
+@pytest.mark.slow
 @pytest.mark.usefixtures("ray_cluster")
 def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path, capsys, monkeypatch):
     out = tmp_path / "exp"
