@@ -370,7 +370,9 @@ def _fidelity(aggregates: list[dict], headline: pd.DataFrame, metrics: list[str]
            "samples closer to a training image than any other training image is. All are measured on the test "
            "set in the evaluator's feature space, mean ± std over the ranked runs. The last row scores real "
            "training images with their labels at the same N, what good looks like (for memorization: held-out "
-           "test images, since training images are copies by definition).", "",
+           "test images, since training images are copies by definition). Memorization at or below that "
+           "floor is what new digits from the data's distribution score; only a value well above it flags "
+           "copying.", "",
            md_table(pd.DataFrame(rows)), ""]
     if _tradeoff(headline, floors, assets / "tradeoff.png"):
         out += [f"![fidelity vs diversity]({assets.name}/tradeoff.png)", "",
