@@ -263,10 +263,8 @@ def _wait_for_http(url: str, proc, timeout: float = 300) -> bool:
 
 
 def cmd_sample(args) -> int:
-    import torch
-
-    from bench import npz, registry, samples
-    from bench.config import build
+    from bench import npz, samples
+    from bench.generator_model import load_trained, load_variant
     from bench.records import STATE_FILE
     from bench.store import client
 
@@ -279,22 +277,16 @@ def cmd_sample(args) -> int:
         raise BenchError(f"no run {args.run_id!r} in {uri}; copy a run id from the report or `bench ui`") from None
     tags = run.data.tags
     ckpt = tags.get("bench.checkpoint")
-    cls = registry.get(tags["variant"])
-    cfg = build(cls.Config, json.loads(tags["bench.config"]))
     if ckpt and (Path(ckpt) / STATE_FILE).is_file():  # the fast path: Tune's checkpoint on this machine
-        variant = cls(cfg, "cpu")
-        state = torch.load(Path(ckpt) / STATE_FILE, map_location="cpu", weights_only=True)
-        variant.load_state_dict(state["variant"])
+        variant = load_trained(tags["variant"], json.loads(tags["bench.config"]), Path(ckpt) / STATE_FILE)
     elif "bench.model_uri" in tags:  # the generator logged to MLflow: all a tracking server needs
-        from bench.generator_model import load_variant
-
         variant = load_variant(uri, tags["bench.model_uri"])
     else:
         raise BenchError(f"run {args.run_id} has neither a logged generator nor a checkpoint on this machine "
                          f"({ckpt}); it failed, or ran elsewhere before bench logged generators")
-    seed = cfg.seed if args.seed is None else args.seed
+    seed = variant.cfg.seed if args.seed is None else args.seed
     images, labels = samples.generate(variant, args.n, seed=seed)
-    npz.save_samples(args.out, images, labels if cls.conditional else None)
+    npz.save_samples(args.out, images, labels if variant.conditional else None)
     print(f"wrote {args.n} samples of {run.info.run_name} (seed {seed}) to {args.out}")
     print(f"score them: bench evaluate {shlex.quote(args.out)} --seed {seed}")
     return 0

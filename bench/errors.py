@@ -4,6 +4,7 @@ helpers that phrase such mistakes the same way everywhere."""
 from __future__ import annotations
 
 import difflib
+import errno
 import re
 from collections.abc import Iterable
 
@@ -32,7 +33,7 @@ def check_reachable(address: str, what: str, hint: str) -> None:
         raise BenchError(f"cannot reach {what} at {address}: {e.strerror or e}; {hint}") from None
 
 
-FULL_DISK_ERRNOS = {28, 122}  # ENOSPC, EDQUOT
+FULL_DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
 FULL_DISK_TEXT = ("No space left on device", "Disk quota exceeded", "database or disk is full")
 
 

@@ -21,18 +21,24 @@ import mlflow.models
 import mlflow.pyfunc
 
 
+def load_trained(variant: str, config: dict[str, Any], state_file: str | Path):
+    """The registered `variant` built with `config` on the CPU, with the weights of a trainer's state
+    file (Trainer.save): what `bench sample` and this model both sample from."""
+    import torch
+
+    from bench import registry
+    from bench.config import build
+
+    cls = registry.get(variant)
+    trained = cls(build(cls.Config, config), "cpu")
+    trained.load_state_dict(torch.load(state_file, map_location="cpu", weights_only=True)["variant"])
+    return trained
+
+
 class GeneratorModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
-        import torch
-
-        from bench import registry
-        from bench.config import build
-
-        cfg = json.loads(Path(context.artifacts["recipe"]).read_text(encoding="utf-8"))
-        cls = registry.get(cfg["variant"])
-        self.variant = cls(build(cls.Config, cfg["config"]), "cpu")
-        state = torch.load(context.artifacts["state"], map_location="cpu", weights_only=True)
-        self.variant.load_state_dict(state["variant"])
+        recipe = json.loads(Path(context.artifacts["recipe"]).read_text(encoding="utf-8"))
+        self.variant = load_trained(recipe["variant"], recipe["config"], context.artifacts["state"])
 
     def predict(self, context, model_input, params=None):  # no type hints: the logged signature validates
         import torch

@@ -217,7 +217,7 @@ class TrialLog:
                  note: str = "", model: dict[str, Any] | None = None) -> None:
         """A trial that ended without error; not `final` means the scheduler stopped it early.
         note: the run's description; model: {variant, config} to log the checkpoint's generator
-        as an MLflow pyfunc model (see GeneratorModel)."""
+        as an MLflow pyfunc model (bench.generator_model)."""
         run_id = self.run_ids[trial_id]
         if checkpoint is not None:
             self.c.set_tag(run_id, "bench.checkpoint", checkpoint)
@@ -266,7 +266,7 @@ def log_generator(uri: str, run_id: str, checkpoint: Path, model: dict[str, Any]
         mlflow.set_tracking_uri(uri)
         with mlflow.start_run(run_id=run_id):  # log_model writes into the active run
             mlflow.set_tag("bench.model_uri", log_model(checkpoint, model))
-    except Exception as e:  # any MLflow or pickling error: the trial's results still count
+    except Exception as e:  # any MLflow error: the trial's results still count
         if out_of_space(e):
             raise
         line = (str(e) or type(e).__name__).splitlines()[0][:300]
