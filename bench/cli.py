@@ -179,13 +179,26 @@ def cmd_run(args, argv: list[str]) -> int:
 
 def cmd_list(args) -> int:
     from bench import registry
+    from bench.config import describe
+    from bench.recipe import RecipeConfig
 
+    shared = describe(RecipeConfig)
+    defaults = {name: default for name, default, _ in shared}
     for name in registry.names():
         cls = registry.get(name)
         print(f"{name:8s} {cls.summary}")
         if args.verbose:
-            for f in fields(cls.Config):
-                print(f"    {f.name} = {f.default!r}  {f.metadata.get('doc', '')}")
+            fields_ = describe(cls.Config)
+            changed = [f"{k}={v!r}" for k, v, _ in fields_ if k in defaults and v != defaults[k]]
+            if changed:
+                print(f"    defaults: {', '.join(changed)}")
+            for key, default, meaning in fields_:
+                if key not in defaults:
+                    print(f"    {key} = {default!r}  {meaning}")
+    if args.verbose:
+        print("\nconfig fields and parts every recipe shares (--set key=value; default, meaning, [choices]):")
+        for key, default, meaning in shared:
+            print(f"    {key} = {default!r}  {meaning}")
     return 0
 
 
@@ -286,7 +299,8 @@ def cmd_sample(args) -> int:
                          f"({ckpt}); it failed, or ran elsewhere before bench logged generators")
     seed = variant.cfg.seed if args.seed is None else args.seed
     images, labels = samples.generate(variant, args.n, seed=seed)
-    npz.save_samples(args.out, images, labels if variant.conditional else None)
+    npz.save_samples(args.out, images, labels if variant.conditional else None,
+                     codes=labels if variant.label_codes else None)
     print(f"wrote {args.n} samples of {run.info.run_name} (seed {seed}) to {args.out}")
     print(f"score them: bench evaluate {shlex.quote(args.out)} --seed {seed}")
     return 0
@@ -304,7 +318,8 @@ def cmd_evaluate(args) -> int:
     # test: the official split, all 60k training images the memorization reference; val: scored on
     # the last 10k training images, the first 50k (what a search trial trains on) the reference.
     ref = metrics.reference(net, mnist, cache_dir=data.cache_root() / "features")
-    scores = metrics.evaluate(images, labels, evaluator=net, reference=ref, seed=args.seed, cas=not args.no_cas)
+    scores = metrics.evaluate(images, labels, evaluator=net, reference=ref, seed=args.seed, cas=not args.no_cas,
+                              codes=npz.load_codes(args.samples))
     if args.floors:
         floor = metrics.floors(net, ref, len(images), seed=args.seed, cas=not args.no_cas)
         scores |= {f"floor/{key}": value for key, value in floor.items()}

@@ -84,6 +84,19 @@ def field_types(cls: type[TrainConfig]) -> dict[str, type]:
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
 
 
+def describe(cls: type[TrainConfig]) -> list[tuple[str, Any, str]]:
+    """(name, default, meaning) of every field; a variant that only redeclares a default keeps the
+    meaning its base class wrote, and a field with fixed choices lists them."""
+    rows = []
+    for f, typ in zip(dataclasses.fields(cls), field_types(cls).values(), strict=True):
+        text = next((g.metadata["doc"] for base in cls.__mro__ if dataclasses.is_dataclass(base)
+                     for g in dataclasses.fields(base) if g.name == f.name and "doc" in g.metadata), "")
+        if get_origin(typ) is Literal:
+            text += f" [{'|'.join(map(str, get_args(typ)))}]"
+        rows.append((f.name, f.default, text))
+    return rows
+
+
 def build(cls: type[TrainConfig], *layers: dict[str, Any]) -> TrainConfig:
     """Defaults, then each layer of overrides in order (preset, search sample, --set)."""
     types = field_types(cls)

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from bench import registry, tracking
-from bench.config import TrainConfig, build
+from bench.config import TrainConfig
 from bench.errors import BenchError, check_reachable, did_you_mean, full_disk_message, out_of_space
 from bench.options import Options
 from bench.records import TrialResult, counts
@@ -63,7 +63,7 @@ def check(opts: Options) -> dict[str, TrainConfig]:
     for v, cls in classes.items():
         names = {f.name for f in fields(cls.Config)}
         own = {k: val for k, val in opts.sets.items() if k in names}
-        configs[v] = build(cls.Config, cls.budgets[opts.trial_budget], own)
+        configs[v] = cls.make_config(cls.budgets[opts.trial_budget], own)
     return configs
 
 
@@ -248,7 +248,8 @@ def _run(session: Session, configs: dict[str, TrainConfig]) -> Path:
 
     opts = session.opts
     data_dir, cache = prepare(session, next(iter(configs.values())))
-    with tuner.ray_session(opts.address) as resources, sigterm_as_ctrl_c():
+    shipped = [str(d) for v in opts.variants if (d := registry.source_dir(v))]
+    with tuner.ray_session(opts.address, shipped) as resources, sigterm_as_ctrl_c():
         status = "KILLED"
         try:
             ctx = trial_context(opts, resources, data_dir, cache)

@@ -27,10 +27,9 @@ def load_trained(variant: str, config: dict[str, Any], state_file: str | Path):
     import torch
 
     from bench import registry
-    from bench.config import build
 
     cls = registry.get(variant)
-    trained = cls(build(cls.Config, config), "cpu")
+    trained = cls(cls.make_config(config), "cpu")
     trained.load_state_dict(torch.load(state_file, map_location="cpu", weights_only=True)["variant"])
     return trained
 

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy.optimize import linear_sum_assignment
 from torch import nn
 from torchmetrics import Metric
 from torchmetrics.image.fid import FrechetInceptionDistance
@@ -98,6 +99,28 @@ class LabelAccuracy(Metric):
         return overall, self.correct.double() / self.total  # 0/0 = NaN marks classes with no samples
 
 
+class CodeAccuracy(Metric):
+    """For a generator whose labels are an unsupervised categorical code (InfoGAN): the share of
+    samples whose evaluator class is their code's class under the best one-to-one matching of the
+    10 codes to the 10 classes (Hungarian algorithm on the code × class counts). Never comparable
+    to label accuracy: the matching is chosen after the fact. update(logits, codes)."""
+
+    higher_is_better = True
+    full_state_update = False
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.add_state("counts", torch.zeros(NUM_CLASSES, NUM_CLASSES, dtype=torch.long), dist_reduce_fx="sum")
+
+    def update(self, logits: torch.Tensor, codes: torch.Tensor) -> None:
+        pairs = codes.to(logits.device).long() * NUM_CLASSES + logits.argmax(1)
+        self.counts += torch.bincount(pairs, minlength=NUM_CLASSES ** 2).view(NUM_CLASSES, NUM_CLASSES)
+
+    def compute(self) -> torch.Tensor:
+        rows, cols = linear_sum_assignment(self.counts.cpu().numpy(), maximize=True)
+        return self.counts[rows, cols].sum().double() / self.counts.sum()
+
+
 class ClassifierScore(Metric):
     """Inception-Score analogue with the evaluator's softmax: exp(E_x KL(p(y|x) || p(y))), in
     [1, 10]; the mean over `splits` equal parts of a seeded shuffle (samples may arrive sorted by
@@ -166,6 +189,7 @@ HIGHER_IS_BETTER: dict[str, bool] = {
     "eval/intra_fid": False,
     **{f"eval/intra_fid/{k}": False for k in range(NUM_CLASSES)},
     "eval/cas": True,
+    "eval/code_accuracy": CodeAccuracy.higher_is_better,
 }
 PERIODIC_KEYS = ("eval/fid", "eval/kid", "eval/kid_std", "eval/classifier_score", "eval/class_coverage",
                  "eval/class_entropy", "eval/label_accuracy", "eval/precision", "eval/recall", "eval/density",
@@ -362,19 +386,30 @@ def _scores(images: torch.Tensor, features: torch.Tensor, logits: torch.Tensor, 
     return out
 
 
+def _code_accuracy(logits: torch.Tensor, codes: torch.Tensor) -> float:
+    metric = CodeAccuracy()
+    metric.update(logits, codes)
+    return float(metric.compute())
+
+
 def evaluate(images: torch.Tensor, labels: torch.Tensor | None, final: bool = True, *, evaluator: Evaluator,
-             reference: Reference, seed: int = 0, cas: bool = True) -> dict[str, float]:
+             reference: Reference, seed: int = 0, cas: bool = True,
+             codes: torch.Tensor | None = None) -> dict[str, float]:
     """Scores of N generated images (as for score()) against reference.
 
     final=False: the cheap periodic set, PERIODIC_KEYS (+ eval/class_acc/<k>). final=True adds
     eval/memorization and, when labels are given (conditional variants), eval/intra_fid(/<c>) and,
     unless cas=False, eval/cas (a classifier trained on the samples with the caller's torch
-    threads; the expensive one). Precision/recall/coverage depend on N:
+    threads; the expensive one). codes (the categorical codes of an InfoGAN-like generator) add
+    eval/code_accuracy. Precision/recall/coverage depend on N:
     compare them only at equal N, next to floors() at that N."""
     _check(images, labels)
+    _check(images, codes)
     features, logits = _features_and_logits(evaluator, images)
     out = _scores(images, features, logits, labels, evaluator=evaluator, reference=reference, seed=seed,
                   final=final, cas=cas)
+    if codes is not None:
+        out["eval/code_accuracy"] = _code_accuracy(logits, codes)
     if final:
         out["eval/memorization"] = fidelity.memorization(features, reference.train_features, reference.train_gaps)
     return out
@@ -393,6 +428,7 @@ def floors(evaluator: Evaluator, reference: Reference, n: int, *, seed: int = 0,
     features, logits = _features_and_logits(evaluator, images)
     out = _scores(images, features, logits, labels, evaluator=evaluator, reference=reference, seed=seed,
                   final=True, cas=cas)
+    out["eval/code_accuracy"] = _code_accuracy(logits, labels)  # true labels as the codes
     held_out = torch.randperm(len(reference.features), generator=torch.Generator().manual_seed(seed))[:n]
     out["eval/memorization"] = fidelity.memorization(reference.features[held_out], reference.train_features,
                                                       reference.train_gaps)

@@ -33,12 +33,12 @@ def _images(path: Path, images: np.ndarray) -> np.ndarray:
     return np.rint((images[:, 0].astype(np.float64) + 1) * 127.5).astype(np.uint8)
 
 
-def _labels(path: Path, labels: np.ndarray, n: int) -> np.ndarray:
+def _labels(path: Path, labels: np.ndarray, n: int, key: str = "labels") -> np.ndarray:
     if labels.dtype.kind not in "iu" or labels.shape != (n,):
-        raise BenchError(f"{path}: labels have dtype {labels.dtype} and shape {labels.shape}; "
-                         f"expected {n} integers in 0..9 (one per image) or no `labels` key")
+        raise BenchError(f"{path}: {key} have dtype {labels.dtype} and shape {labels.shape}; "
+                         f"expected {n} integers in 0..9 (one per image) or no `{key}` key")
     if labels.min() < 0 or labels.max() > 9:
-        raise BenchError(f"{path}: labels range over {labels.min()}..{labels.max()}; expected 0..9")
+        raise BenchError(f"{path}: {key} range over {labels.min()}..{labels.max()}; expected 0..9")
     return labels.astype(np.int64)
 
 
@@ -67,11 +67,23 @@ def load_samples(path: str | os.PathLike) -> tuple[torch.Tensor, torch.Tensor | 
     return torch.from_numpy(images), None if labels is None else torch.from_numpy(labels)
 
 
-def save_samples(path: str | os.PathLike, images: torch.Tensor, labels: torch.Tensor | None = None) -> None:
-    """Write uint8 N×28×28 images (and labels) in the format load_samples reads."""
+def load_codes(path: str | os.PathLike) -> torch.Tensor | None:
+    """The optional `codes` of a samples file that load_samples accepted: the categorical codes an
+    InfoGAN-like generator drew each image from (scored as eval/code_accuracy), or None."""
+    with np.load(Path(path), allow_pickle=False) as npz:
+        if "codes" not in npz.files:
+            return None
+        n = len(npz["images"])
+        return torch.from_numpy(_labels(Path(path), npz["codes"], n, "codes"))
+
+
+def save_samples(path: str | os.PathLike, images: torch.Tensor, labels: torch.Tensor | None = None,
+                 codes: torch.Tensor | None = None) -> None:
+    """Write uint8 N×28×28 images (and labels, codes) in the format load_samples reads."""
     if images.dtype != torch.uint8:
         raise ValueError(f"save_samples wants uint8 pixels, got {images.dtype}")
     arrays = {"images": images.detach().cpu().reshape(-1, 28, 28).numpy()}
-    if labels is not None:
-        arrays["labels"] = labels.detach().cpu().to(torch.int64).numpy()
+    for key, values in (("labels", labels), ("codes", codes)):
+        if values is not None:
+            arrays[key] = values.detach().cpu().to(torch.int64).numpy()
     np.savez(path, **arrays)

@@ -24,7 +24,8 @@ from bench.errors import BenchError
 from bench.records import FINAL_PREFIX, PERIODIC_PREFIX, TrialResult, counts, periodic_key
 from bench.stats import CI_METHOD, compare, expected_best, summarize
 
-KEY_METRICS = ["eval/label_accuracy", "eval/kid", "eval/classifier_score", "eval/class_coverage"]
+KEY_METRICS = ["eval/label_accuracy", "eval/code_accuracy", "eval/kid", "eval/classifier_score",
+               "eval/class_coverage"]
 LABEL_METRIC = "eval/label_accuracy"
 CLASS_ACC_PREFIX = "eval/class_acc/"
 INTRA_FID_PREFIX = "eval/intra_fid/"
@@ -32,12 +33,14 @@ PER_CLASS_PREFIXES = (CLASS_ACC_PREFIX, INTRA_FID_PREFIX)
 # Fidelity vs diversity (issue #9): the table with real-data floors, and the trade-off plane.
 FIDELITY_METRICS = ["eval/precision", "eval/recall", "eval/density", "eval/coverage", "eval/intra_fid", "eval/cas",
                     "eval/memorization"]
-PERCENT_METRICS = {LABEL_METRIC, "eval/class_coverage", "eval/cas"}  # stored as fractions in [0, 1]
+# stored as fractions in [0, 1]
+PERCENT_METRICS = {LABEL_METRIC, "eval/code_accuracy", "eval/class_coverage", "eval/cas"}
 NAMES = {"eval/fid": "FID", "eval/kid": "KID", "eval/kid_std": "KID std", "eval/label_accuracy": "label accuracy",
          "eval/classifier_score": "classifier score", "eval/class_coverage": "class coverage",
          "eval/class_entropy": "class entropy", "eval/precision": "precision", "eval/recall": "recall",
          "eval/density": "density", "eval/coverage": "coverage", "eval/intra_fid": "intra-FID", "eval/cas": "CAS",
-         "eval/memorization": "memorization", "perf/img_per_s": "img/s", "perf/train_s": "train s"}
+         "eval/memorization": "memorization", "eval/code_accuracy": "code accuracy (matched)",
+         "perf/img_per_s": "img/s", "perf/train_s": "train s"}
 # Shared by the preset, so a difference from the dataclass default says nothing about a variant.
 BUDGET_KEYS = {"seed", "steps", "batch_size", "eval_every", "eval_n", "final_n"}
 REQUIRED_COLUMNS = ["run_id", "run_name", "variant", "phase", "seed", "status", "diverged"]
@@ -278,6 +281,45 @@ def _tradeoff(runs: pd.DataFrame, floors: dict[str, float], path: Path) -> bool:
     return True
 
 
+def _overview(aggregates: list[dict], primary: str, directions: dict[str, bool], path: Path) -> bool:
+    """Every variant at a glance: the primary metric's mean with its 95% CI, best on top, and (where
+    variants score label accuracy) the primary metric against label accuracy, both with CIs."""
+    if len(aggregates) < 2:
+        return False
+
+    def spans(key: str, recs: list[dict]) -> tuple[list[float], list[list[float]]]:
+        means = [r["metrics"][key]["mean"] for r in recs]
+        low = [m - r["metrics"][key]["ci_low"] if r["metrics"][key]["n"] >= 2 else 0.0
+               for m, r in zip(means, recs, strict=True)]
+        high = [r["metrics"][key]["ci_high"] - m if r["metrics"][key]["n"] >= 2 else 0.0
+                for m, r in zip(means, recs, strict=True)]
+        scale = 100 if _is_percent(key) else 1
+        return [m * scale for m in means], [[v * scale for v in low], [v * scale for v in high]]
+
+    def axis_label(key: str) -> str:
+        return f"{NAMES.get(key, key)}{' (%)' if _is_percent(key) else ''} {'↑' if directions[key] else '↓'}"
+
+    labelled = [r for r in aggregates if LABEL_METRIC in r["metrics"] and r["metrics"][LABEL_METRIC]["n"]
+                and r["metrics"][primary]["n"]]
+    fig = Figure(figsize=(11 if len(labelled) >= 2 else 5.5, 0.45 * len(aggregates) + 1.5))
+    axes = fig.subplots(1, 2 if len(labelled) >= 2 else 1, squeeze=False)[0]
+    names = [r["variant"] for r in aggregates][::-1]  # rank 1 at the top
+    means, err = spans(primary, aggregates[::-1])
+    axes[0].errorbar(means, range(len(names)), xerr=err, fmt="o", capsize=4)
+    axes[0].set_yticks(range(len(names)), names)
+    axes[0].set_xlabel(axis_label(primary))
+    if len(labelled) >= 2:
+        xs, xerr = spans(primary, labelled)
+        ys, yerr = spans(LABEL_METRIC, labelled)
+        axes[1].errorbar(xs, ys, xerr=xerr, yerr=yerr, fmt="o", capsize=4)
+        for x, y, r in zip(xs, ys, labelled, strict=True):
+            axes[1].annotate(r["variant"], (x, y), textcoords="offset points", xytext=(5, 5), fontsize=8)
+        axes[1].set_xlabel(axis_label(primary))
+        axes[1].set_ylabel(axis_label(LABEL_METRIC))
+    _save(fig, path)
+    return True
+
+
 def _budget(curve: pd.DataFrame, label: str, path: Path) -> None:
     shown = curve[np.isfinite(curve["mean"])]
     band = shown[np.isfinite(shown["low"]) & np.isfinite(shown["high"])]
@@ -348,6 +390,18 @@ def _ranking(aggregates: list[dict], metrics: list[str], directions: dict[str, b
                 "config": _config_text(agg["shown_config"])}
         rows.append(row)
     return md_table(pd.DataFrame(rows))
+
+
+def _overview_lines(aggregates: list[dict], primary: str, directions: dict[str, bool], assets: Path) -> list[str]:
+    if not _overview(aggregates, primary, directions, assets / "overview.png"):
+        return []
+    caption = (f"Mean over each variant's ranked runs with its 95% confidence interval ({CI_METHOD}; a run alone "
+               f"has none). Left: {_name(primary, directions)}, best on top. Right, for the variants that score it: "
+               f"{_name(primary, directions)} against {_name(LABEL_METRIC, directions)}.")
+    if any(a["metrics"].get("eval/code_accuracy", {}).get("n") for a in aggregates):
+        caption += (" Code accuracy (unsupervised codes matched to classes after the fact) is not label accuracy "
+                    "and is not plotted as such.")
+    return [f"![every variant at a glance]({assets.name}/overview.png)", "", caption, ""]
 
 
 def _fidelity(aggregates: list[dict], headline: pd.DataFrame, metrics: list[str], meta: dict,
@@ -560,6 +614,7 @@ def write_report(runs: pd.DataFrame, history: pd.DataFrame, meta: dict, out_dir:
     lines = [f"# GAN benchmark: {meta.get('experiment', 'experiment')}", "",
              _intro(meta, runs, ranked, without_seeds), "",
              "## Ranking", "", _ranking(aggregates, metrics, directions), "",
+             *_overview_lines(aggregates, primary, directions, assets),
              *_fidelity(aggregates, headline, metrics, meta, assets),
              "## Significance", "",
              "Pairwise Welch t-tests (unequal variances) on the finished runs, Holm–Bonferroni corrected across "

@@ -18,8 +18,9 @@ from bench.records import FINAL_PREFIX, GRID_FILE, STATE_FILE, History, TrialRes
 from bench.samples import generate, grid_png
 from bench.variant import Variant
 
-# scorer(images, labels or None, final) → eval/* scores; final=False asks for the cheap periodic set.
-Scorer = Callable[[torch.Tensor, torch.Tensor | None, bool], dict[str, float]]
+# scorer(images, labels or None, final, codes=codes or None) → eval/* scores; final=False asks for the
+# cheap periodic set; codes: the categorical codes the samples were drawn from (InfoGAN), else None.
+Scorer = Callable[..., dict[str, float]]
 # on_report(result, checkpoint_dir or None); the directory is only valid during the call.
 OnReport = Callable[[TrialResult, Path | None], None]
 
@@ -75,12 +76,12 @@ class Trainer:
             last = k == c.d_steps - 1
             with torch.set_grad_enabled(last):  # the last fakes are reused by the G step
                 fake = v.generate(z, fake_labels)
-            d_losses = v.d_loss(real, labels, fake.detach(), fake_labels)
+            d_losses = v.d_loss(real, labels, fake.detach(), fake_labels, z)
             v.opt_d.zero_grad(set_to_none=True)
             d_losses["d"].backward()
             v.opt_d.step()
         v.d.requires_grad_(False)  # G's backward pass need not fill D's gradients
-        g_losses = v.g_loss(fake, fake_labels)
+        g_losses = v.g_loss(fake, fake_labels, z)
         v.opt_g.zero_grad(set_to_none=True)
         g_losses["g"].backward()
         v.opt_g.step()
@@ -94,7 +95,9 @@ class Trainer:
         if self.scorer is None:
             return {}
         images, labels = generate(self.variant, self.cfg.final_n if final else self.cfg.eval_n, seed=self.cfg.seed)
-        scores = self.scorer(images, labels if self.variant.conditional else None, final)
+        v = self.variant
+        scores = self.scorer(images, labels if v.conditional else None, final,
+                             codes=labels if v.label_codes else None)
         return scores if final else {periodic_key(k) if k.startswith(FINAL_PREFIX) else k: v for k, v in scores.items()}
 
     def weights_finite(self) -> bool:

@@ -22,7 +22,7 @@ import torch
 from ray import tune
 
 from bench import faults, registry
-from bench.config import TrainConfig, build
+from bench.config import TrainConfig
 from bench.errors import BenchError
 from bench.records import GRID_FILE, TrialResult, counts, run_name
 from bench.space import Choice, Grid, Loguniform, Uniform
@@ -56,7 +56,7 @@ def resolve(config: dict[str, Any]) -> tuple[type[Variant], TrainConfig]:
     variant_cls = registry.get(values.pop("variant"))
     budget = variant_cls.budgets[values.pop("budget")]
     names = {f.name for f in fields(variant_cls.Config)}
-    return variant_cls, build(variant_cls.Config, budget, {k: v for k, v in values.items() if k in names})
+    return variant_cls, variant_cls.make_config(budget, {k: v for k, v in values.items() if k in names})
 
 
 def trial_name(config: dict[str, Any], trial_id: str | None = None) -> str:
@@ -313,13 +313,14 @@ STARTUP_TRIES = 3
 
 
 @contextmanager
-def ray_session(address: str | None) -> Iterator[dict[str, float]]:
+def ray_session(address: str | None, py_modules: list[str] = ()) -> Iterator[dict[str, float]]:
     """Ray for one protocol run; yields the cluster's resources. A Ray already running in this
-    process (a notebook's, a test session's) is used as it is and left running."""
+    process (a notebook's, a test session's) is used as it is and left running. py_modules: package
+    folders of variants named by import path, shipped to every worker (they need not be installed there)."""
     if ray.is_initialized():
         yield ray.cluster_resources()
         return
-    resources = init_ray(address)
+    resources = init_ray(address, list(py_modules))
     try:
         yield resources
     finally:
@@ -341,7 +342,7 @@ def _stop_orphans() -> None:
             pass
 
 
-def init_ray(address: str | None) -> dict[str, float]:
+def init_ray(address: str | None, py_modules: list[str] | None = None) -> dict[str, float]:
     """Start Ray locally (all cores) or join `address`; returns the cluster's resources."""
     if address is None:
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
@@ -349,7 +350,8 @@ def init_ray(address: str | None) -> dict[str, float]:
     quiet()
     for attempt in range(1, STARTUP_TRIES + 1):
         try:
-            ray.init(address=address, include_dashboard=False, logging_level="WARNING", log_to_driver=True)
+            ray.init(address=address, include_dashboard=False, logging_level="WARNING", log_to_driver=True,
+                     runtime_env={"py_modules": py_modules} if py_modules else None)
             return ray.cluster_resources()
         except (ConnectionError, RuntimeError, ValueError) as e:
             raise BenchError(f"cannot join the Ray cluster at {address!r}: {str(e).splitlines()[0]}; "

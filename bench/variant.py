@@ -10,10 +10,9 @@ from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from bench.config import TrainConfig
+from bench.config import TrainConfig, build
 from bench.space import Domain, choice, loguniform, uniform
 
 # Budgets shared by every variant unless it overrides them. `standard` follows compare_gan's
@@ -29,7 +28,9 @@ class Variant(ABC):
 
     name: ClassVar[str]
     summary: ClassVar[str]  # one line for `bench list`
-    conditional: ClassVar[bool] = True  # G takes labels; label accuracy is scored
+    conditional: ClassVar[bool] = True  # G takes class labels; label accuracy is scored
+    # G's labels are an unsupervised categorical code (InfoGAN): scored as eval/code_accuracy instead.
+    label_codes: ClassVar[bool] = False
     Config: ClassVar[type[TrainConfig]] = TrainConfig
     budgets: ClassVar[dict[str, dict[str, Any]]] = BUDGETS
 
@@ -40,6 +41,17 @@ class Variant(ABC):
         self.g.to(self.device)
         self.d.to(self.device)
         self.opt_g, self.opt_d = self.optimizers()
+
+    @classmethod
+    def make_config(cls, *layers: dict[str, Any]) -> TrainConfig:
+        """The variant's config: defaults, then each layer of overrides (see config.build), checked."""
+        cfg = build(cls.Config, *layers)
+        cls.check_config(cfg)
+        return cfg
+
+    @classmethod  # noqa: B027 (a hook that has nothing to check by default)
+    def check_config(cls, cfg: TrainConfig) -> None:
+        """Raise BenchError for a config this variant cannot train as meant (beyond cfg.check())."""
 
     # --- hooks -------------------------------------------------------------------------
     @abstractmethod
@@ -52,11 +64,12 @@ class Variant(ABC):
 
     @abstractmethod
     def d_loss(self, real: torch.Tensor, labels: torch.Tensor, fake: torch.Tensor,
-               fake_labels: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Discriminator losses; key 'd' is minimised, other keys are logged as loss/d_<key>."""
+               fake_labels: torch.Tensor, z: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Discriminator losses (fake = G(z, fake_labels)); key 'd' is minimised, other keys are
+        logged as loss/d_<key>."""
 
     @abstractmethod
-    def g_loss(self, fake: torch.Tensor, fake_labels: torch.Tensor) -> dict[str, torch.Tensor]:
+    def g_loss(self, fake: torch.Tensor, fake_labels: torch.Tensor, z: torch.Tensor) -> dict[str, torch.Tensor]:
         """Generator losses on fakes that carry gradient; key 'g' is minimised."""
 
     def optimizers(self) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
@@ -103,21 +116,3 @@ class Variant(ABC):
                 for group in opt.param_groups:
                     group["lr"], group["betas"] = lr, (c.beta1, c.beta2)
 
-
-def init_normal(module: nn.Module, std: float = 0.02) -> None:
-    """N(0, 0.02) weights, zero biases, BN weight N(1, 0.02) (Radford et al. 2015)."""
-    for m in module.modules():
-        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.Embedding)):
-            nn.init.normal_(m.weight, 0.0, std)
-            if getattr(m, "bias", None) is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
-            nn.init.normal_(m.weight, 1.0, std)
-            nn.init.zeros_(m.bias)
-
-
-def ns_loss(logits: torch.Tensor, real: bool) -> torch.Tensor:
-    """BCE of D's logits against 'real' (1) or 'fake' (0): the non-saturating GAN loss
-    (Goodfellow et al. 2014) on logits, the stable form of sigmoid + BCE."""
-    target = torch.ones_like(logits) if real else torch.zeros_like(logits)
-    return F.binary_cross_entropy_with_logits(logits, target)

@@ -34,13 +34,14 @@ def _evaluate(capsys, path, *flags) -> dict:
 
 def test_copied_training_images_score_like_real_data_and_as_memorized(mnist, small_train, tmp_path, capsys):
     path = tmp_path / "copies.npz"
-    npz.save_samples(path, mnist.train_images[:600], mnist.train_labels[:600])
+    npz.save_samples(path, mnist.train_images[:600], mnist.train_labels[:600], codes=mnist.train_labels[:600])
     out = _evaluate(capsys, path, "--floors")
     expected = set(metrics.HIGHER_IS_BETTER)
     assert expected <= out.keys() and {f"floor/{k}" for k in expected} <= out.keys()
     assert out["eval/memorization"] == 1.0  # each image is its own nearest training image, at distance 0
     assert out["floor/eval/memorization"] < 0.5
     assert out["eval/label_accuracy"] > 0.98 and out["eval/cas"] > 0.7  # chance is 0.1
+    assert out["eval/code_accuracy"] >= out["eval/label_accuracy"]  # the identity is one of the matchings
     # The floor scores 600 other (seeded) training images as samples: the same kind of data, so every
     # metric but memorization must land near its floor; a wrong side or k would move it far away.
     for key, tolerance in {"precision": 0.1, "recall": 0.1, "density": 0.15, "coverage": 0.1, "cas": 0.1}.items():

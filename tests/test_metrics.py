@@ -72,7 +72,7 @@ def test_real_images_score_as_a_perfect_generator(real_scores):
 def test_every_key_has_a_direction(real_scores, small_reference, mnist):
     assert set(real_scores) < set(metrics.HIGHER_IS_BETTER)
     final = metrics.evaluate(mnist.test_images[:300], mnist.test_labels[:300], evaluator=small_reference.evaluator,
-                             reference=small_reference.reference, cas=False)
+                             reference=small_reference.reference, cas=False, codes=mnist.test_labels[:300])
     assert set(final) | {"eval/cas"} == set(metrics.HIGHER_IS_BETTER)
     assert metrics.higher_is_better("eval/intra_fid/3") is False and metrics.higher_is_better("eval/cas")
     assert not metrics.higher_is_better("eval/fid") and metrics.higher_is_better("eval/classifier_score")

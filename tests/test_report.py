@@ -180,7 +180,8 @@ def test_assets_are_linked_and_exist(written):
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", path.read_text(encoding="utf-8"))
     assert links and all((path.parent / link).is_file() for link in links)
     names = {Path(link).name for link in links}
-    assert {"good_grid.png", "good_curves.png", "good_classes.png", "mid_budget.png", "tradeoff.png"} <= names
+    assert {"good_grid.png", "good_curves.png", "good_classes.png", "mid_budget.png", "tradeoff.png",
+            "overview.png"} <= names
     assert "bad_classes.png" not in names  # unconditional: no label accuracy or intra-FID to plot
 
 

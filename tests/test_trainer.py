@@ -24,7 +24,7 @@ def _weights(trainer):
 def test_same_seed_same_final_metrics(mnist, evaluator, real_test_features):
     from bench.metrics import score
 
-    def scorer(images, labels, final):
+    def scorer(images, labels, final, codes=None):
         return score(images, labels, evaluator=evaluator, real_features=real_test_features, seed=0)
 
     a, b = _trainer(mnist, scorer), _trainer(mnist, scorer)

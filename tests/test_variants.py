@@ -16,9 +16,10 @@ import pytest
 import torch
 
 from bench import registry
-from bench.config import build
+from bench.config import describe
 from bench.data import NUM_CLASSES
 from bench.errors import BenchError
+from bench.recipe import RecipeConfig
 from bench.variant import Variant
 
 NAMES = registry.names()
@@ -28,7 +29,7 @@ TINY = {"steps": 3, "batch_size": 8, "eval_every": 0, "log_every": 1, "eval_n": 
 def make(name: str, **over) -> Variant:
     cls = registry.get(name)
     torch.manual_seed(0)
-    return cls(build(cls.Config, TINY, over))
+    return cls(cls.make_config(TINY, over))
 
 
 def test_expected_variants_registered():
@@ -38,7 +39,7 @@ def test_expected_variants_registered():
 @pytest.mark.parametrize("name", NAMES)
 def test_builds(name):
     cls = registry.get(name)
-    v = cls(build(cls.Config))
+    v = cls(cls.make_config())
     assert isinstance(v.g, torch.nn.Module) and isinstance(v.d, torch.nn.Module)
     assert v.name == name and v.summary and isinstance(v.conditional, bool)
     assert sum(p.numel() for p in v.g.parameters()) > 0
@@ -50,7 +51,7 @@ def test_trainer_steps_give_finite_losses_and_move_weights(name, mnist):
     from bench.trainer import Trainer
 
     cls = registry.get(name)
-    cfg = build(cls.Config, TINY)
+    cfg = cls.make_config(TINY)
     trainer = Trainer(cls, cfg, mnist, device="cpu", scorer=None)
     before = {f"{net}.{k}": p.detach().clone() for net in ("g", "d")
               for k, p in getattr(trainer.variant, net).named_parameters()}
@@ -78,26 +79,30 @@ def test_generate_shape_range_and_labels(name):
         x_other = v.generate(z, (y + 1) % NUM_CLASSES)
     assert x.shape == (n, 1, 28, 28) and x.dtype == torch.float32
     assert torch.isfinite(x).all() and x.min() >= -1 and x.max() <= 1
-    if v.conditional:
-        assert not torch.allclose(x, x_other), "conditional G ignores its labels"
+    if v.conditional or v.label_codes:
+        assert not torch.allclose(x, x_other), "G ignores its labels (or codes)"
     else:
         assert torch.equal(x, x_other), "unconditional G must ignore labels"
 
 
-def _step(v: Variant, b: int = 8) -> None:
-    """One D and one G update by hand (fills both optimizers' state)."""
+def _step(v: Variant, b: int = 8) -> dict[str, torch.Tensor]:
+    """One D and one G update by hand (fills both optimizers' state); returns both losses."""
     real = torch.rand(b, 1, 28, 28) * 2 - 1
     labels = torch.randint(0, NUM_CLASSES, (b,))
     fake_labels = torch.randint(0, NUM_CLASSES, (b,))
-    fake = v.generate(v.sample_z(b), fake_labels)
+    z = v.sample_z(b)
+    fake = v.generate(z, fake_labels)
     v.opt_d.zero_grad()
-    v.d_loss(real, labels, fake.detach(), fake_labels)["d"].backward()
+    d_losses = v.d_loss(real, labels, fake.detach(), fake_labels, z)
+    d_losses["d"].backward()
     v.opt_d.step()
     v.d.requires_grad_(False)
     v.opt_g.zero_grad()
-    v.g_loss(fake, fake_labels)["g"].backward()
+    g_losses = v.g_loss(fake, fake_labels, z)
+    g_losses["g"].backward()
     v.opt_g.step()
     v.d.requires_grad_(True)
+    return {"d": d_losses["d"].detach(), "g": g_losses["g"].detach()}
 
 
 def _assert_same(a, b, where="state"):
@@ -142,7 +147,7 @@ def test_checkpoint_round_trip(name):
 def test_search_space(name, space):
     cls = registry.get(name)
     fields = {f.name for f in dataclasses.fields(cls.Config)}
-    own = fields - {f.name for f in dataclasses.fields(Variant.Config)}
+    own = fields - {f.name for f in dataclasses.fields(RecipeConfig)}  # beyond the shared parts
     domains = cls.search_space(space)
     assert set(domains) <= fields, f"keys that are not config fields: {set(domains) - fields}"
     assert set(Variant.search_space(space)) <= set(domains), "must extend super().search_space(space)"
@@ -151,7 +156,7 @@ def test_search_space(name, space):
     rng = random.Random(0)
     for _ in range(5):
         sample = {k: d.sample(rng) for k, d in domains.items()}
-        cfg = build(cls.Config, {"steps": 10}, sample)
+        cfg = cls.make_config({"steps": 10}, sample)
         for k, value in sample.items():
             assert getattr(cfg, k) == pytest.approx(value)
 
@@ -159,10 +164,9 @@ def test_search_space(name, space):
 @pytest.mark.parametrize("name", NAMES)
 def test_config_defaults_and_docs(name):
     cls = registry.get(name)
-    cfg = cls.Config()
-    cfg.check()
-    for f in dataclasses.fields(cls.Config):
-        assert f.metadata.get("doc"), f"{name}: config field {f.name} has no doc(...)"
+    cls.make_config()
+    for field_name, _, meaning in describe(cls.Config):
+        assert meaning, f"{name}: config field {field_name} has no doc(...) here or in a base class"
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -170,7 +174,7 @@ def test_config_defaults_and_docs(name):
 def test_budgets_build_valid_configs(name, budget):
     cls = registry.get(name)
     assert budget in cls.budgets
-    cfg = build(cls.Config, cls.budgets[budget])
+    cfg = cls.make_config(cls.budgets[budget])
     assert cfg.steps > 0 and cfg.batch_size > 0
 
 
