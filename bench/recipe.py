@@ -96,7 +96,7 @@ class Recipe(Variant):
 
     Config = RecipeConfig
     cfg: RecipeConfig
-    codes: int = 0  # extra latent inputs a subclass draws itself (InfoGAN's continuous codes)
+    extra_latent: int = 0  # latent inputs beyond z_dim that a subclass draws itself (InfoGAN's continuous codes)
 
     @classmethod
     def check_config(cls, cfg: RecipeConfig) -> None:
@@ -115,7 +115,7 @@ class Recipe(Variant):
 
     def build(self) -> tuple[nn.Module, nn.Module]:
         c = self.cfg
-        g, d = nets.Generator(c, c.z_dim + self.codes), nets.Discriminator(c)
+        g, d = nets.Generator(c, c.z_dim + self.extra_latent), nets.Discriminator(c)
         self.extend_d(d)
         nets.init_normal(g)
         nets.init_normal(d)

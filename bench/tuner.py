@@ -187,7 +187,9 @@ class TrialTracker(tune.Callback):
         variant_cls, cfg = resolve(trial.config)
         config = asdict(cfg)
         # variant, preset and phase are params too: MLflow's compare views group and colour by params only.
-        names = {"variant": variant_cls.name, "preset": flat(trial.config)["preset"], "phase": self.phase.split("-")[0]}
+        # The variant as named on the command line (a registered name or module:Class), which loads it anywhere.
+        values = flat(trial.config)
+        names = {"variant": values["variant"], "preset": values["preset"], "phase": self.phase.split("-")[0]}
         tags = names | {"seed": str(cfg.seed), "bench.tuner": self.phase, NOTE_TAG: describe(variant_cls, cfg),
                         "bench.config": json.dumps(config, sort_keys=True)} | self.tags
         return self.log.open(trial.trial_id, trial_name(trial.config, trial.trial_id), names | config, tags,
@@ -207,7 +209,7 @@ class TrialTracker(tune.Callback):
         variant_cls, cfg = resolve(trial.config)
         self.log.complete(trial.trial_id, path, Path(path) / GRID_FILE if path else None, record.final,
                           note=describe(variant_cls, cfg, record),
-                          model={"variant": variant_cls.name, "config": asdict(cfg)})
+                          model={"variant": flat(trial.config)["variant"], "config": asdict(cfg)})
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self._open(trial)

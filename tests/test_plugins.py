@@ -114,3 +114,8 @@ def test_bench_run_trains_an_outside_variant_beside_a_registered_one(tmp_path, r
     assert all(r.info.status == "FINISHED" and "eval/fid" in r.data.metrics for r in runs.values())
     assert runs["mygans.models:HingeCGAN"].data.params["loss"] == "hinge"
     assert "mygans.models:HingeCGAN" in (out / "report.md").read_text()
+    # A fresh process that knows the variant only by its name in the store (the package on its path).
+    sampled = _bench("sample", runs["mygans.models:HingeCGAN"].info.run_id, "--output", str(out), "--n", "20",
+                     "--out", str(tmp_path / "s.npz"))
+    assert sampled.returncode == 0, sampled.stderr
+    assert (tmp_path / "s.npz").is_file()

@@ -55,7 +55,7 @@ class InfoGAN(Recipe):
     summary = "InfoGAN (Chen et al. 2016): unsupervised 10-way + 2 continuous codes, Q head on D"
     conditional = False
     label_codes = True
-    codes = CONTINUOUS
+    extra_latent = CONTINUOUS
     Config = InfoGANConfig
     budgets = BUDGETS
     cfg: InfoGANConfig
