@@ -82,9 +82,11 @@ def _check_options(opts: Options) -> None:
 
 
 def _check_cluster(opts: Options) -> None:
-    if not opts.storage or "://" not in opts.storage:
-        raise BenchError("--address joins a cluster whose nodes need shared Tune storage: "
-                         "pass --storage s3://… or gs://… (a local path cannot be shared)")
+    if not opts.storage:
+        raise BenchError("--address joins a cluster whose nodes need shared Tune storage: pass --storage "
+                         "s3://… or gs://…, or a folder every node mounts at the same path (NFS)")
+    if "://" not in opts.storage:  # checked once Ray runs: every node must read the driver's marker there
+        opts.storage = str(Path(opts.storage).resolve())  # nodes have other working directories
     uri = opts.tracking_uri
     if not uri or uri.startswith(("sqlite:", "file:")) or "://" not in uri:
         raise BenchError("--address needs an MLflow server all nodes reach: pass --tracking-uri http://host:5000 "
@@ -251,6 +253,8 @@ def _run(session: Session, configs: dict[str, TrainConfig]) -> Path:
     with tuner.ray_session(opts.address) as resources, sigterm_as_ctrl_c():
         status = "KILLED"
         try:
+            if opts.address and "://" not in opts.storage:
+                tuner.check_shared_storage(opts.storage, session.id)
             ctx = trial_context(opts, resources, data_dir, cache)
             arms = search_phases(session, ctx, configs)
             seeds_phase(session, ctx, arms)

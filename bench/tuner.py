@@ -44,6 +44,9 @@ class TrialContext:
     faults: faults.Faults | None = None  # tests only: bench.faults, read from the driver's environment
 
 
+NODE_KEY = "node_id"  # the Ray node a result came from, beside Tune's own `hostname`
+
+
 # --- trial configs -------------------------------------------------------------------------
 def flat(config: dict[str, Any]) -> dict[str, Any]:
     """A trial config with its `arm` (the variant and its searched values) merged in."""
@@ -117,9 +120,11 @@ def trainable(config: dict[str, Any], ctx: TrialContext) -> None:
     make = partial(faults.FaultyTrainer, faults=ctx.faults, trial_key=trial_id) if ctx.faults else Trainer
     trainer = make(variant_cls, cfg, mnist, device=device, scorer=scorer)
 
+    node = ray.get_runtime_context().get_node_id()  # hosts can share a name (or an IP, on one machine)
+
     def report(result: TrialResult, ckpt_dir: Path | None) -> None:
         checkpoint = tune.Checkpoint.from_directory(ckpt_dir) if ckpt_dir else None
-        tune.report(result.to_tune(ctx.metric, ctx.mode), checkpoint=checkpoint)
+        tune.report(result.to_tune(ctx.metric, ctx.mode) | {NODE_KEY: node}, checkpoint=checkpoint)
 
     checkpoint = tune.get_checkpoint()
     if checkpoint is None:
@@ -199,6 +204,8 @@ class TrialTracker(tune.Callback):
     def on_trial_result(self, iteration, trials, trial, result, **info):
         self._open(trial)
         self.log.log(trial.trial_id, TrialResult.from_tune(result))
+        if NODE_KEY in result:
+            self.log.placed(trial.trial_id, result[NODE_KEY], str(result.get("hostname", "")))
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self._open(trial)
@@ -234,6 +241,45 @@ def last_error_line(trial) -> str:
     text = Path(path).read_text() if path and Path(path).is_file() else str(trial.get_error() or "unknown error")
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     return (lines[-1] if lines else "unknown error")[:500]
+
+
+# --- shared storage ------------------------------------------------------------------------
+@ray.remote(num_cpus=0)
+def _read_marker(path: str) -> tuple[str | None, str]:
+    import socket
+
+    try:
+        text = Path(path).read_text()
+    except OSError:
+        text = None
+    return text, socket.gethostname()
+
+
+def check_shared_storage(storage: str, token: str) -> None:
+    """A local --storage on a cluster must be one folder that every node sees at that path (NFS, a
+    shared disk): a trial checkpoints there from its node and is restored from there on another.
+    The driver writes a marker; a task pinned to each alive node reads it back."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    marker = Path(storage) / f".bench-storage-check-{token}"
+    try:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(token)
+    except OSError as e:
+        raise BenchError(f"cannot write to --storage {storage}: {e.strerror}; choose a shared writable folder") \
+            from None
+    try:
+        nodes = [n["NodeID"] for n in ray.nodes() if n["Alive"]]
+        reads = [_read_marker.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n, soft=False)).remote(
+            str(marker)) for n in nodes]
+        seen = dict(zip(nodes, ray.get(reads), strict=True))
+    finally:
+        marker.unlink(missing_ok=True)
+    blind = [f"{node} ({host})" for node, (text, host) in seen.items() if text != token]
+    if blind:
+        raise BenchError(f"--storage {storage} is not shared: Ray node {blind[0]} cannot read {marker} that the "
+                         f"driver wrote{f' (nor can {len(blind) - 1} more)' if len(blind) > 1 else ''}; mount that "
+                         "folder at the same path on every node, or pass --storage s3://…")
 
 
 # --- tuners and Ray ----------------------------------------------------------------------------
