@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError, check_reachable, out_of_space
-from bench.records import TrialResult
+from bench.records import CONFIG_FILE, GRID_FILE, TrialResult
 from bench.store import RELOCATED, client, trial_runs
 
 BATCH = 1000  # MLflow's log_batch limit on metrics per call
@@ -229,20 +229,23 @@ class TrialLog:
         tags = {"bench.node": node, "bench.host": host, "bench.nodes": ",".join(nodes)}
         c.log_batch(self.run_ids[trial_id], tags=[RunTag(k, v) for k, v in tags.items()])
 
-    def complete(self, trial_id: str, checkpoint: str | None, grid: Path | None, final: bool,
+    def complete(self, trial_id: str, checkpoint: str | None, local: Path | None, final: bool,
                  note: str = "", model: dict[str, Any] | None = None) -> None:
         """A trial that ended without error; not `final` means the scheduler stopped it early.
-        note: the run's description; model: {variant, config} to log the checkpoint's generator
-        as an MLflow pyfunc model (bench.generator_model)."""
+        checkpoint: where Tune keeps its last checkpoint (a path or URI, tagged); local: that checkpoint
+        on this machine, whose sample grid and resolved config become artifacts; note: the run's
+        description; model: {variant, config} to log the checkpoint (the generator with the
+        discriminator and optimizers) as an MLflow pyfunc model (bench.generator_model)."""
         run_id = self.run_ids[trial_id]
         if checkpoint is not None:
             self.c.set_tag(run_id, "bench.checkpoint", checkpoint)
         if note:
             self.c.set_tag(run_id, NOTE_TAG, note)
-        if grid is not None and grid.is_file():
-            self.c.log_artifact(run_id, str(grid))
-        if model is not None and checkpoint is not None and final:
-            log_generator(self.uri, run_id, Path(checkpoint), model)
+        for name in (GRID_FILE, CONFIG_FILE) if local is not None else ():
+            if (local / name).is_file():
+                self.c.log_artifact(run_id, str(local / name))
+        if model is not None and local is not None and final:
+            log_generator(self.uri, run_id, local, model)
         if not final:
             self.c.set_tag(run_id, "bench.pruned", "1")
         self.c.set_terminated(run_id, "FINISHED")

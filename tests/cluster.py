@@ -60,15 +60,16 @@ def end(procs: list[psutil.Process], grace: float = 10) -> None:
 
 
 class Cluster:
-    """A head without CPUs (trials run on the workers only) and `workers` nodes of one CPU each."""
+    """A head without CPUs (trials run on the workers only) and `workers` nodes, of one CPU each unless
+    `worker_args` (Ray's resource flags) say otherwise."""
 
-    def __init__(self, workers: int = 2, hide: Path | None = None):
+    def __init__(self, workers: int = 2, hide: Path | None = None, worker_args: tuple[str, ...] = ("--num-cpus", "1")):
         # Short: Ray's unix sockets live under it (at most 107 characters).
         self.root = Path(tempfile.mkdtemp(prefix="bench-rc-"))
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.nodes: list[subprocess.Popen] = []
-        self.workers, self.hide = workers, hide
+        self.workers, self.hide, self.worker_args = workers, hide, list(worker_args)
 
     def _start(self, name: str, args: list[str], env: dict[str, str] | None = None, hide: bool = False) -> None:
         """One node. With `hide`, it runs in its own mount namespace with an empty tmpfs over
@@ -88,7 +89,7 @@ class Cluster:
                     HEAD_ENV)
         wait_for_port(self.port, self.nodes[0])
         for i in range(1, self.workers + 1):  # the last worker is the hidden one
-            self._start(f"worker{i}", ["--address", self.address, "--num-cpus", "1"],
+            self._start(f"worker{i}", ["--address", self.address, *self.worker_args],
                         hide=self.hide is not None and i == self.workers)
         self.wait_for_nodes(self.workers + 1)
         return self
@@ -129,8 +130,8 @@ def _name(p: psutil.Process) -> str:
 
 
 @contextmanager
-def ray_cluster(workers: int = 2, hide: Path | None = None) -> Iterator[Cluster]:
-    cluster = Cluster(workers, hide)
+def ray_cluster(workers: int = 2, hide: Path | None = None, **kwargs) -> Iterator[Cluster]:
+    cluster = Cluster(workers, hide, **kwargs)
     try:
         yield cluster.start()
     finally:

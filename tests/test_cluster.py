@@ -3,18 +3,21 @@ an MLflow server and a shared local folder as Tune storage: trials spread over t
 logged once to the server; report and samples come from the server alone; a lost node's trial
 goes on elsewhere from its checkpoint; a node that cannot see the storage is named."""
 
+import json
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import mlflow.artifacts
 import numpy as np
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
 from bench.cli import main
+from bench.generator_model import load_variant
 from bench.records import STATE_FILE
 
 from cluster import mlflow_server, ray_cluster
@@ -66,7 +69,7 @@ def test_trials_spread_over_nodes_and_each_is_logged_once_to_the_server(spread, 
         assert r.info.status == "FINISHED" and np.isfinite(r.data.metrics["eval/fid"])
         assert loss_steps(server, r) == list(range(1, 41))
         assert r.data.tags["bench.checkpoint"].startswith(str(shared))  # Tune wrote to the shared folder
-        assert {a.path for a in c.list_artifacts(r.info.run_id)} >= {"grid.png"}
+        assert {a.path for a in c.list_artifacts(r.info.run_id)} >= {"grid.png", "config.json"}
         assert "bench.model_uri" in r.data.tags
     assert not list(shared.glob(".bench-storage-check-*"))  # the marker of the storage check is gone
 
@@ -83,6 +86,12 @@ def test_report_and_samples_come_from_the_server_alone(spread, server, tmp_path)
         assert main(["sample", run.info.run_id, "--tracking-uri", server, "--experiment", "spread", "--n", "50",
                      "--out", str(samples)]) == 0
         assert np.load(samples)["images"].shape[0] == 50
+        # The logged model holds the whole final checkpoint: generator, discriminator (loaded strictly), optimizers.
+        trained = load_variant(server, run.data.tags["bench.model_uri"])
+        assert trained.cfg.steps == 40 and sum(p.numel() for p in trained.d.parameters()) > 0
+        config = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="config.json",
+                                                     dst_path=str(tmp_path), tracking_uri=server)
+        assert json.loads(Path(config).read_text())["steps"] == 40
     finally:
         (root / "gone").rename(shared)
 
@@ -125,3 +134,22 @@ def test_a_node_that_cannot_see_the_storage_is_named(tmp_path, server):
     assert done.returncode == 2
     [line] = done.stderr.strip().splitlines()[-1:]
     assert line.startswith(f"error: --storage {shared} is not shared: Ray node ") and str(shared) in line
+
+
+def test_quarter_gpus_pack_four_trials_on_one_gpu_node(tmp_path, server):
+    """A node advertising one GPU (and no CUDA device: this machine has none) takes four 0.25-GPU
+    trials at once; each trains on the CPU and says so once."""
+    out, shared = tmp_path / "packed", tmp_path / "shared"
+    with ray_cluster(workers=1, worker_args=("--num-cpus", "4", "--num-gpus", "1")) as cluster:
+        done = subprocess.run([sys.executable, "-m", "bench", "run", "--variants", "cgan", "--seeds", "4",
+                               "--gpus-per-trial", "0.25", "--address", cluster.address, "--tracking-uri", server,
+                               "--storage", str(shared), "--output", str(out), *TINY],
+                              capture_output=True, text=True, timeout=1800,
+                              env=os.environ | {"RAY_DEDUP_LOGS": "0"})  # four lines that differ in digits only
+    assert done.returncode == 0, done.stdout + done.stderr
+    runs = runs_of(server, "packed")
+    assert len(runs) == 4 and {r.info.status for r in runs} == {"FINISHED"}
+    assert max(r.info.start_time for r in runs) < min(r.info.end_time for r in runs)  # all four at once
+    for r in runs:
+        said = f"[bench] {r.info.run_name}: granted 0.25 GPU but no CUDA device is visible; training on CPU"
+        assert done.stdout.count(said) == 1, done.stdout
