@@ -16,11 +16,13 @@ import os
 import re
 import signal
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, fields
+from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
@@ -82,9 +84,11 @@ def _check_options(opts: Options) -> None:
 
 
 def _check_cluster(opts: Options) -> None:
-    if not opts.storage or "://" not in opts.storage:
-        raise BenchError("--address joins a cluster whose nodes need shared Tune storage: "
-                         "pass --storage s3://… or gs://… (a local path cannot be shared)")
+    if not opts.storage:
+        raise BenchError("--address joins a cluster whose nodes need shared Tune storage: pass --storage "
+                         "s3://… or gs://…, or a folder every node mounts at the same path (NFS)")
+    if "://" not in opts.storage:  # checked once Ray runs: every node must read the driver's marker there
+        opts.storage = str(Path(opts.storage).resolve())  # nodes have other working directories
     uri = opts.tracking_uri
     if not uri or uri.startswith(("sqlite:", "file:")) or "://" not in uri:
         raise BenchError("--address needs an MLflow server all nodes reach: pass --tracking-uri http://host:5000 "
@@ -142,6 +146,7 @@ class Session:
     def __init__(self, out: Path, state: dict[str, Any]):
         self.out, self.state = out, state
         self.lock: IO[str] | None = None
+        self.writing = threading.Lock()  # the searches of several variants run in threads (search_phases)
 
     @classmethod
     def load(cls, out: Path) -> Session:
@@ -153,12 +158,20 @@ class Session:
         return session
 
     def save(self) -> None:
-        tmp = self.out / (STATE + ".tmp")
-        try:
-            tmp.write_text(json.dumps(self.state, indent=1, sort_keys=True))
-            tmp.replace(self.out / STATE)  # atomic: a kill never leaves half a file
-        finally:
-            tmp.unlink(missing_ok=True)  # after a failed write (a full disk)
+        with self.writing:
+            tmp = self.out / (STATE + ".tmp")
+            try:
+                tmp.write_text(json.dumps(self.state, indent=1, sort_keys=True))
+                tmp.replace(self.out / STATE)  # atomic: a kill never leaves half a file
+            finally:
+                tmp.unlink(missing_ok=True)  # after a failed write (a full disk)
+
+    def update(self, part: dict[str, Any], key: str, value: Any) -> None:
+        """Set part[key] (part: the state or a dict in it) and save, with no other thread's save reading
+        the state meanwhile (the searches of several variants run in threads)."""
+        with self.writing:
+            part[key] = value
+        self.save()
 
     def unlock(self) -> None:
         if self.lock is not None:
@@ -248,10 +261,18 @@ def _run(session: Session, configs: dict[str, TrainConfig]) -> Path:
 
     opts = session.opts
     data_dir, cache = prepare(session, next(iter(configs.values())))
+    ended = tuner.end_processes(session.state.get("ray_processes", []))
+    if ended:
+        print(f"[bench] ended {len(ended)} processes that the killed run's Ray left running: pids "
+              f"{', '.join(map(str, ended))}", flush=True)
+    # What a local Ray starts is recorded, so that a --resume after a SIGKILL of this driver ends what it left.
+    record = partial(session.update, session.state, "ray_processes")
     shipped = [str(d) for v in opts.variants if (d := registry.source_dir(v))]
-    with tuner.ray_session(opts.address, shipped) as resources, sigterm_as_ctrl_c():
+    with tuner.ray_session(opts.address, shipped, started=record) as resources, sigterm_as_ctrl_c():
         status = "KILLED"
         try:
+            if opts.address and "://" not in opts.storage:
+                tuner.check_shared_storage(opts.storage, session.id)
             ctx = trial_context(opts, resources, data_dir, cache)
             arms = search_phases(session, ctx, configs)
             seeds_phase(session, ctx, arms)
@@ -315,10 +336,18 @@ def trial_context(opts: Options, resources: dict[str, float], data_dir: str, cac
 def search_phases(session: Session, ctx, configs: dict[str, TrainConfig]) -> list[dict[str, Any]]:
     """The arms of the seeds phase: each variant with its best searched values (--preset search)
     or with its defaults."""
+    from bench import tuner
+
     opts = session.opts
     if opts.preset != "search":
         return [{"variant": v} for v in opts.variants]
-    return [search_phase(session, ctx, v, configs[v]) for v in opts.variants]
+    for v in opts.variants:  # before the threads start: they then only change their own phase's dict
+        session.state["phases"].setdefault(f"search-{v}", {})
+    # All variants' searches at once, each its own Tuner (its own search algorithm and scheduler: ASHA or
+    # PBT must compare a variant's trials with each other only), so a cluster never idles while one
+    # variant's last trials finish. The seeds phase waits for all of them: it is one Tuner over every
+    # arm, so that one parent run holds the comparison the report makes.
+    return tuner.concurrently([partial(search_phase, session, ctx, v, configs[v]) for v in opts.variants])
 
 
 def search_phase(session: Session, ctx, variant: str, cfg: TrainConfig) -> dict[str, Any]:
@@ -391,9 +420,9 @@ def run_phase(session: Session, ctx, name: str, space: dict[str, Any], expected:
         raise BenchError(full_disk_message(full[0] or str(session.out), str(session.out)))
     if interrupted or len(results) < expected or results.num_terminated + results.num_errors < len(results):
         raise Interrupted(name)
-    phase["done"] = True
-    phase["rows"] = [(r.config, _summary(r.metrics, ctx.metric)) for r in results if r.metrics and r.config]
-    session.save()
+    rows = [(r.config, _summary(r.metrics, ctx.metric)) for r in results if r.metrics and r.config]
+    session.update(phase, "rows", rows)
+    session.update(phase, "done", True)
     client(session.uri).set_terminated(parent, "FINISHED")
     return phase["rows"]
 
@@ -422,10 +451,10 @@ def _open_parent(session: Session, name: str, phase: dict[str, Any], restarted: 
     if "parent" in phase and restarted:
         tracking.supersede(session.uri, state["experiment_id"], session.id, name)
     if "parent" not in phase:
-        phase["parent"] = tracking.start_parent(session.uri, state["experiment_id"], f"{state['experiment']}:{name}", {
-            "bench.session": session.id, "phase": name.split("-")[0],
-            "bench.meta": json.dumps(state["meta"], sort_keys=True)})
-        session.save()
+        session.update(phase, "parent", tracking.start_parent(
+            session.uri, state["experiment_id"], f"{state['experiment']}:{name}", {
+                "bench.session": session.id, "phase": name.split("-")[0],
+                "bench.meta": json.dumps(state["meta"], sort_keys=True)}))
     else:
         client(session.uri).update_run(phase["parent"], status="RUNNING")
     return phase["parent"]

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError, check_reachable, out_of_space
-from bench.records import TrialResult
+from bench.records import CONFIG_FILE, GRID_FILE, TrialResult
 from bench.store import RELOCATED, client, trial_runs
 
 BATCH = 1000  # MLflow's log_batch limit on metrics per call
@@ -163,10 +163,12 @@ class TrialLog:
         self.uri, self.experiment_id, self.parent_id, self.session = uri, experiment_id, parent_id, session
         self.run_ids: dict[str, str] = {}
         self.last_step: dict[str, int] = {}
+        self.nodes: dict[str, list[str]] = {}  # trial id → the Ray nodes it ran on, in order
         self._client = None
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         """Restored with Tune's state: follow the store if its folder was copied or moved since."""
+        self.nodes = {}  # state pickled before nodes were recorded has none
         self.__dict__.update(state)
         self.uri, self._client = RELOCATED.get(self.uri, self.uri), None
 
@@ -177,6 +179,7 @@ class TrialLog:
             for trial_id, run in trial_runs(self._client, self.experiment_id, self.session).items():
                 self.run_ids[trial_id] = run.info.run_id
                 self.last_step[trial_id] = int(run.data.tags.get("bench.last_step", "0"))
+                self.nodes[trial_id] = [n for n in run.data.tags.get("bench.nodes", "").split(",") if n]
         return self._client
 
     def open(self, trial_id: str, name: str, params: dict[str, Any], tags: dict[str, str],
@@ -213,20 +216,36 @@ class TrialLog:
             self.c.log_batch(self.run_ids[trial_id], metrics=metrics[i:i + BATCH], tags=tags if i == 0 else [])
         self.last_step[trial_id] = step
 
-    def complete(self, trial_id: str, checkpoint: str | None, grid: Path | None, final: bool,
+    def placed(self, trial_id: str, node: str, host: str) -> None:
+        """Tags where the trial ran: `bench.node` and `bench.host` of its latest result, `bench.nodes`
+        every Ray node in order (two after a node was lost and the trial went on elsewhere)."""
+        from mlflow.entities import RunTag
+
+        c = self.c  # first use reads back what the store holds
+        nodes = self.nodes.setdefault(trial_id, [])
+        if nodes[-1:] == [node]:
+            return
+        nodes.append(node)
+        tags = {"bench.node": node, "bench.host": host, "bench.nodes": ",".join(nodes)}
+        c.log_batch(self.run_ids[trial_id], tags=[RunTag(k, v) for k, v in tags.items()])
+
+    def complete(self, trial_id: str, checkpoint: str | None, local: Path | None, final: bool,
                  note: str = "", model: dict[str, Any] | None = None) -> None:
         """A trial that ended without error; not `final` means the scheduler stopped it early.
-        note: the run's description; model: {variant, config} to log the checkpoint's generator
-        as an MLflow pyfunc model (bench.generator_model)."""
+        checkpoint: where Tune keeps its last checkpoint (a path or URI, tagged); local: that checkpoint
+        on this machine, whose sample grid and resolved config become artifacts; note: the run's
+        description; model: {variant, config} to log the checkpoint (the generator with the
+        discriminator and optimizers) as an MLflow pyfunc model (bench.generator_model)."""
         run_id = self.run_ids[trial_id]
         if checkpoint is not None:
             self.c.set_tag(run_id, "bench.checkpoint", checkpoint)
         if note:
             self.c.set_tag(run_id, NOTE_TAG, note)
-        if grid is not None and grid.is_file():
-            self.c.log_artifact(run_id, str(grid))
-        if model is not None and checkpoint is not None and final:
-            log_generator(self.uri, run_id, Path(checkpoint), model)
+        for name in (GRID_FILE, CONFIG_FILE) if local is not None else ():
+            if (local / name).is_file():
+                self.c.log_artifact(run_id, str(local / name))
+        if model is not None and local is not None and final:
+            log_generator(self.uri, run_id, local, model)
         if not final:
             self.c.set_tag(run_id, "bench.pruned", "1")
         self.c.set_terminated(run_id, "FINISHED")

@@ -10,21 +10,25 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor, wait
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, fields
-from functools import partial
+from functools import partial, wraps
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import ray
+import ray.tune.tune as tune_run
 import torch
 from ray import tune
+from ray.tune.registry import _Registry
 
 from bench import faults, registry
 from bench.config import TrainConfig
 from bench.errors import BenchError
-from bench.records import GRID_FILE, TrialResult, counts, run_name
+from bench.records import TrialResult, counts, run_name
 from bench.space import Choice, Grid, Loguniform, Uniform
 from bench.tracking import NOTE_TAG, TrialLog
 from bench.trainer import Trainer
@@ -42,6 +46,9 @@ class TrialContext:
     cpus: float = 1.0
     gpus: float = 0.0
     faults: faults.Faults | None = None  # tests only: bench.faults, read from the driver's environment
+
+
+NODE_KEY = "node_id"  # the Ray node a result came from, beside Tune's own `hostname`
 
 
 # --- trial configs -------------------------------------------------------------------------
@@ -93,12 +100,19 @@ def quiet() -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
-def _device(ctx: TrialContext) -> str:
+def _device(ctx: TrialContext, name: str) -> str:
     torch.set_num_threads(max(1, int(ctx.cpus)))  # Ray leaves OMP threads alone once set
+    if ctx.gpus > 0 and not torch.cuda.is_available():  # a node that advertises GPUs it cannot give
+        print(f"[bench] {name}: granted {ctx.gpus:g} GPU but no CUDA device is visible; training on CPU", flush=True)
     device = "cuda" if ctx.gpus > 0 and torch.cuda.is_available() else "cpu"
     if device == "cuda" and ctx.gpus < 1:
         torch.cuda.set_per_process_memory_fraction(ctx.gpus)  # Ray does not isolate GPU memory
     return device
+
+
+def node_id() -> str:
+    """The Ray node this process runs on: hosts can share a name (and an IP, on one machine)."""
+    return ray.get_runtime_context().get_node_id()
 
 
 def trainable(config: dict[str, Any], ctx: TrialContext) -> None:
@@ -107,19 +121,21 @@ def trainable(config: dict[str, Any], ctx: TrialContext) -> None:
     from bench.data import load_mnist, split
 
     quiet()
-    device = _device(ctx)
+    trial_id = tune.get_context().get_trial_id()
+    device = _device(ctx, trial_name(config, trial_id))
     variant_cls, cfg = resolve(config)
     mnist = split(load_mnist(ctx.data_dir), cfg.eval_split)
     net = evaluator.load(device=device)
     ref = metrics.reference(net, mnist, cache_dir=ctx.cache_dir)  # cached by the driver's prepare step
     scorer = partial(metrics.evaluate, evaluator=net, reference=ref, seed=cfg.seed, cas=cfg.cas)
-    trial_id = tune.get_context().get_trial_id()
     make = partial(faults.FaultyTrainer, faults=ctx.faults, trial_key=trial_id) if ctx.faults else Trainer
     trainer = make(variant_cls, cfg, mnist, device=device, scorer=scorer)
 
+    node = node_id()
+
     def report(result: TrialResult, ckpt_dir: Path | None) -> None:
         checkpoint = tune.Checkpoint.from_directory(ckpt_dir) if ckpt_dir else None
-        tune.report(result.to_tune(ctx.metric, ctx.mode), checkpoint=checkpoint)
+        tune.report(result.to_tune(ctx.metric, ctx.mode) | {NODE_KEY: node}, checkpoint=checkpoint)
 
     checkpoint = tune.get_checkpoint()
     if checkpoint is None:
@@ -201,20 +217,31 @@ class TrialTracker(tune.Callback):
     def on_trial_result(self, iteration, trials, trial, result, **info):
         self._open(trial)
         self.log.log(trial.trial_id, TrialResult.from_tune(result))
+        if NODE_KEY in result:
+            self.log.placed(trial.trial_id, result[NODE_KEY], str(result.get("hostname", "")))
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self._open(trial)
-        path = trial.checkpoint.path if trial.checkpoint is not None else None
         record = TrialResult.from_tune(trial.last_result or {})
         variant_cls, cfg = resolve(trial.config)
-        self.log.complete(trial.trial_id, path, Path(path) / GRID_FILE if path else None, record.final,
-                          note=describe(variant_cls, cfg, record),
-                          model={"variant": flat(trial.config)["variant"], "config": asdict(cfg)})
+        done = partial(self.log.complete, trial.trial_id, final=record.final, note=describe(variant_cls, cfg, record),
+                       model={"variant": flat(trial.config)["variant"], "config": asdict(cfg)})
+        if trial.checkpoint is None:
+            done(None, None)
+            return
+        with trial.checkpoint.as_directory() as local:  # downloaded when the storage is remote (s3://)
+            done(checkpoint_uri(trial.checkpoint), Path(local))
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self._open(trial)
-        path = trial.checkpoint.path if trial.checkpoint is not None else None
+        path = checkpoint_uri(trial.checkpoint) if trial.checkpoint is not None else None
         self.log.fail(trial.trial_id, last_error_line(trial), path)
+
+
+def checkpoint_uri(checkpoint: tune.Checkpoint) -> str:
+    """Where a checkpoint lies: a local path, or a URI (Tune keeps the scheme in its filesystem, not its path)."""
+    kind = checkpoint.filesystem.type_name
+    return checkpoint.path if kind == "local" else f"{kind}://{checkpoint.path}"
 
 
 def describe(variant_cls: type[Variant], cfg: TrainConfig, record: TrialResult | None = None) -> str:
@@ -238,6 +265,45 @@ def last_error_line(trial) -> str:
     return (lines[-1] if lines else "unknown error")[:500]
 
 
+# --- shared storage ------------------------------------------------------------------------
+@ray.remote(num_cpus=0)
+def _read_marker(path: str) -> tuple[str | None, str]:
+    import socket
+
+    try:
+        text = Path(path).read_text()
+    except OSError:
+        text = None
+    return text, socket.gethostname()
+
+
+def check_shared_storage(storage: str, token: str) -> None:
+    """A local --storage on a cluster must be one folder that every node sees at that path (NFS, a
+    shared disk): a trial checkpoints there from its node and is restored from there on another.
+    The driver writes a marker; a task pinned to each alive node reads it back."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    marker = Path(storage) / f".bench-storage-check-{token}"
+    try:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(token)
+    except OSError as e:
+        raise BenchError(f"cannot write to --storage {storage}: {e.strerror}; choose a shared writable folder") \
+            from None
+    try:
+        nodes = [n["NodeID"] for n in ray.nodes() if n["Alive"]]
+        reads = [_read_marker.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n, soft=False)).remote(
+            str(marker)) for n in nodes]
+        seen = dict(zip(nodes, ray.get(reads), strict=True))
+    finally:
+        marker.unlink(missing_ok=True)
+    blind = [f"{node} ({host})" for node, (text, host) in seen.items() if text != token]
+    if blind:
+        raise BenchError(f"--storage {storage} is not shared: Ray node {blind[0]} cannot read {marker} that the "
+                         f"driver wrote{f' (nor can {len(blind) - 1} more)' if len(blind) > 1 else ''}; mount that "
+                         "folder at the same path on every node, or pass --storage s3://…")
+
+
 # --- tuners and Ray ----------------------------------------------------------------------------
 def _with_resources(ctx: TrialContext):
     return tune.with_resources(tune.with_parameters(trainable, ctx=ctx), {"cpu": ctx.cpus, "gpu": ctx.gpus})
@@ -252,6 +318,9 @@ def build_tuner(*, name: str, storage: str, space: dict[str, Any], ctx: TrialCon
                 max_concurrent: int = 0) -> tune.Tuner:
     """A Tuner over `space` (bench.space domains and constants)."""
     searched = search_alg is not None or sched is not None  # they take metric and mode themselves
+    # PBT clones a donor trial's checkpoint into the trial that exploits it, any checkpoint the donor
+    # reported since: Ray warns that deleting old ones can break that, so under PBT every one is kept.
+    keep = None if isinstance(sched, tune.schedulers.PopulationBasedTraining) else 2
     return tune.Tuner(
         _with_resources(ctx),
         param_space=to_ray(space),
@@ -263,7 +332,7 @@ def build_tuner(*, name: str, storage: str, space: dict[str, Any], ctx: TrialCon
         run_config=tune.RunConfig(
             name=name, storage_path=storage, callbacks=callbacks, verbose=0,
             failure_config=tune.FailureConfig(max_failures=max_failures),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=2)),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=keep)),
     )
 
 
@@ -294,7 +363,11 @@ def fit(tuner: tune.Tuner):
 
     Tune handles the first SIGINT itself (saves state, returns normally) and then puts back
     the handler it found; finding ours back in place is how we know the stop was a Ctrl-C.
+    In a thread of concurrently() the main thread takes the Ctrl-C and sets _STOP instead.
     """
+    if threading.current_thread() is not threading.main_thread():
+        return tuner.fit(), _STOP.is_set()
+
     def marker(sig, frame):
         raise KeyboardInterrupt
 
@@ -307,6 +380,56 @@ def fit(tuner: tune.Tuner):
     return grid, interrupted
 
 
+# Tune stops a fit when the event its signal setup returns is set, and only the main thread can catch
+# signals: a fit in another thread gets this one event, which the main thread sets on Ctrl-C or SIGTERM
+# (Tune then saves state and returns: the phase stays resumable).
+_STOP = threading.Event()
+T = TypeVar("T")
+
+
+def _signal_catching():
+    if threading.current_thread() is threading.main_thread():
+        return _tune_signal_catching()
+    return _STOP
+
+
+_tune_signal_catching = tune_run._setup_signal_catching  # private to Tune 2.x: tests/test_tuner.py checks it
+tune_run._setup_signal_catching = _signal_catching
+
+
+_REGISTRY_LOCK = threading.RLock()
+
+
+def _locked(method: Callable) -> Callable:
+    @wraps(method)
+    def call(*args, **kwargs):
+        with _REGISTRY_LOCK:
+            return method(*args, **kwargs)
+
+    return call
+
+
+# Tune's trainable registry is one process-wide dict without a lock: two Tuners starting in threads
+# at once raised "dictionary changed size during iteration" in its flush.
+for _name in ("register", "flush_values", "unregister", "unregister_all"):
+    setattr(_Registry, _name, _locked(getattr(_Registry, _name)))
+
+
+def concurrently(calls: list[Callable[[], T]]) -> list[T]:
+    """Run calls that each fit a Tuner in threads, at once on the one cluster; their results in order.
+    A Ctrl-C (or SIGTERM, turned into one) stops every fit as Tune stops one, then raises KeyboardInterrupt."""
+    _STOP.clear()
+    with ThreadPoolExecutor(max_workers=len(calls), thread_name_prefix="bench-phase") as pool:
+        futures = [pool.submit(call) for call in calls]
+        try:
+            wait(futures)
+        except KeyboardInterrupt:
+            _STOP.set()
+            wait(futures)
+            raise
+    return [f.result() for f in futures]
+
+
 # Ray 2.60's raylet gives its dashboard agent a fixed ~15 s to report its ports (an
 # RAY_agent_register_timeout_ms of 100 s did not change it), and the driver gives the node a fixed
 # 30 s: where importing Ray alone takes ~30 s (seen on an overloaded 2-core VM) the node cannot
@@ -315,14 +438,18 @@ STARTUP_TRIES = 3
 
 
 @contextmanager
-def ray_session(address: str | None, py_modules: list[str] = ()) -> Iterator[dict[str, float]]:
+def ray_session(address: str | None, py_modules: list[str] = (),
+                started: Callable[[list], None] | None = None) -> Iterator[dict[str, float]]:
     """Ray for one protocol run; yields the cluster's resources. A Ray already running in this
     process (a notebook's, a test session's) is used as it is and left running. py_modules: package
-    folders of variants named by import path, shipped to every worker (they need not be installed there)."""
+    folders of variants named by import path, shipped to every worker (they need not be installed there).
+    `started` gets the processes that starting a local Ray made (see end_processes)."""
     if ray.is_initialized():
         yield ray.cluster_resources()
         return
     resources = init_ray(address, list(py_modules))
+    if address is None and started is not None:
+        started(local_processes())
     try:
         yield resources
     finally:
@@ -342,6 +469,37 @@ def _stop_orphans() -> None:
                 child.kill()
         except psutil.Error:
             pass
+
+
+def local_processes() -> list[list[float]]:
+    """This process's children, [pid, start time] each: after ray.init, the local Ray it started. A driver
+    killed with SIGKILL takes its GCS and raylet (and so the workers) with it, but its dashboard and
+    runtime-env agents stayed running (measured with Ray 2.60)."""
+    import psutil  # shipped inside Ray
+
+    return [[p.pid, p.create_time()] for p in psutil.Process().children(recursive=True)]
+
+
+def end_processes(recorded: list[list[float]], grace: float = 10) -> list[int]:
+    """End those of `recorded` ([pid, start time]) that still run, and their children: SIGTERM, then
+    SIGKILL after `grace` s. The start time tells a leftover from a new process that reuses its pid."""
+    import psutil
+
+    found = []
+    for pid, started in recorded:
+        try:
+            p = psutil.Process(int(pid))
+            if abs(p.create_time() - started) < 0.01:
+                found += [p, *p.children(recursive=True)]
+        except psutil.Error:
+            pass
+    for p in found:
+        with suppress(psutil.Error):
+            p.terminate()
+    for p in psutil.wait_procs(found, timeout=grace)[1]:
+        with suppress(psutil.Error):
+            p.kill()
+    return [p.pid for p in found]
 
 
 def init_ray(address: str | None, py_modules: list[str] | None = None) -> dict[str, float]:

@@ -36,7 +36,7 @@ def test_every_trial_is_one_finished_run_with_provenance(finished):
         assert params["steps"] == "40" and params["final_n"] == "400"
         assert math.isfinite(metrics["eval/fid"]) and 0 <= metrics["eval/label_accuracy"] <= 1
         assert metrics["perf/img_per_s"] > 0
-        assert {a.path for a in store(finished).list_artifacts(r.info.run_id)} >= {"grid.png"}
+        assert {a.path for a in store(finished).list_artifacts(r.info.run_id)} >= {"grid.png", "config.json"}
 
 
 def test_concurrent_trials_lose_and_duplicate_no_metric(finished):

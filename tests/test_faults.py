@@ -124,3 +124,49 @@ def test_rerun_into_existing_output_is_refused(tmp_path, capsys):
     (out / "experiment.json").write_text("{}")
     assert main(["run", "--variants", "cgan", "--output", str(out)]) == 2
     assert "--resume" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("ray")  # starts Ray of its own twice: never beside the other Ray tests
+def test_resume_after_kill_9_ends_what_the_killed_driver_s_ray_left(tmp_path):
+    """A driver that started its own Ray is killed with SIGKILL: some of that Ray's processes outlive
+    it. `--resume` ends them (by the pids experiment.json recorded) and finishes the run."""
+    import json
+    import subprocess
+    import sys
+    import time
+
+    import ray  # noqa: F401  (for its bundled psutil)
+
+    psutil = __import__("psutil")
+    out = tmp_path / "exp"
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"BENCH_FAULT_SLOW": "0.15"}
+    with driver(two_seeds(out), env) as proc:
+        wait_for_checkpoint(out, proc)
+        os.kill(proc.pid, signal.SIGKILL)  # the driver alone, as the OOM killer would
+        proc.wait()
+    recorded = json.loads((out / "experiment.json").read_text())["ray_processes"]
+    time.sleep(5)  # what dies with the driver has died by now
+
+    def running():
+        alive = []
+        for pid, started in recorded:
+            try:
+                if abs(psutil.Process(pid).create_time() - started) < 0.01:
+                    alive.append(pid)
+            except psutil.NoSuchProcess:
+                pass
+        return alive
+
+    left = running()
+    assert left, "the killed driver's Ray left nothing behind: nothing to test"
+    try:
+        done = subprocess.run([sys.executable, "-m", "bench", "run", "--resume", "--output", str(out)],
+                              env=env | {"BENCH_FAULT_SLOW": ""}, capture_output=True, text=True, timeout=1800)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "processes that the killed run's Ray left running" in done.stdout, done.stdout
+        assert running() == []
+        assert len(trial_runs(out)) == 2 and "RUNNING" not in {r.info.status for r in all_runs(out)}
+    finally:
+        for pid in running():  # a failed test still stops what it caused
+            os.kill(pid, signal.SIGKILL)

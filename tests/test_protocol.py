@@ -65,3 +65,18 @@ def test_search_then_seeds_with_the_best_config(tmp_path):
     results = json.loads((out / "results.json").read_text())
     assert {t["phase"] for t in results["trials"]} == {"search", "seeds"}
     assert "budget" in (out / "report.md").read_text().lower()
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("ray_cluster")
+def test_every_variant_s_search_runs_at_once(tmp_path):
+    """Two variants' searches on two CPUs: their trials train side by side, not one search after the other."""
+    out = tmp_path / "both"
+    assert main(["run", "--variants", "cgan,lsgan", "--preset", "search", "--budget", "smoke", "--num-samples", "1",
+                 "--seeds", "1", "--scheduler", "asha", "--output", str(out), *TINY]) == 0
+    search = {r.data.tags["variant"]: r.info for r in trial_runs(out) if r.data.tags["phase"] == "search"}
+    assert sorted(search) == ["cgan", "lsgan"]
+    cgan, lsgan = search["cgan"], search["lsgan"]
+    assert max(cgan.start_time, lsgan.start_time) < min(cgan.end_time, lsgan.end_time)  # the two overlap
+    state = json.loads((out / "experiment.json").read_text())
+    assert all(state["phases"][p]["done"] for p in ("search-cgan", "search-lsgan", "seeds"))

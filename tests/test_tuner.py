@@ -35,6 +35,7 @@ def _fake_tune(monkeypatch, keep: Path, checkpoint=None) -> list:
     monkeypatch.setattr(tuner.tune, "report", report)
     monkeypatch.setattr(tuner.tune, "get_context", lambda: SimpleNamespace(get_trial_id=lambda: "t1"))
     monkeypatch.setattr(tuner.tune, "get_checkpoint", lambda: checkpoint)
+    monkeypatch.setattr(tuner, "node_id", lambda: "node-1")  # no Ray here: asking for the node would start one
     return reports
 
 
@@ -51,6 +52,7 @@ def test_trainable_reports_records_with_checkpoints_and_resumes(monkeypatch, ctx
     assert math.isfinite(records[-1].metrics["eval/fid"]) and "eval/label_accuracy" in records[-1].metrics
     assert all(STATE_FILE in files for _, files, _ in reports)
     assert GRID_FILE in reports[-1][1]
+    assert {r[tuner.NODE_KEY] for r, _, _ in reports} == {"node-1"}  # the tracker tags runs with it
 
     step_10 = tuner.tune.Checkpoint.from_directory(reports[0][2])
     resumed = _fake_tune(monkeypatch, tmp_path / "resumed", checkpoint=step_10)
@@ -88,3 +90,34 @@ def test_tracker_writes_one_run_per_trial_and_its_failure(tmp_path):
     assert [m.step for m in client(uri).get_metric_history(runs["t1"].info.run_id, "loss/d")] == [20]
     assert runs["t2"].info.status == "FAILED"
     assert runs["t2"].data.tags["bench.error"] == "InjectedCrash: injected crash at step 25"
+
+
+def test_a_trial_s_nodes_are_tagged_in_order_once_each_move(tmp_path):
+    uri = default_uri(tmp_path)
+    exp = ensure_experiment(uri, "exp", tmp_path / "mlartifacts")
+    parent = start_parent(uri, exp, "exp:seeds", {"bench.session": "s1", "phase": "seeds"})
+    cb = tuner.TrialTracker(TrialLog(uri, exp, parent, "s1"), "seeds", {})
+    trial = _trial("t1")
+    cb.on_trial_start(0, [], trial)
+    for node in ("a", "a", "b"):  # two results on node a, then the node is lost and it goes on on b
+        cb.on_trial_result(0, [], trial, TrialResult(step=10).to_tune("eval/fid", "min") | {
+            tuner.NODE_KEY: node, "hostname": "h"})
+    again = TrialLog(uri, exp, parent, "s1")  # a driver resumed later reads the nodes back
+    again.placed("t1", "b", "h")
+    tags = trial_runs(client(uri), exp, "s1")["t1"].data.tags
+    assert (tags["bench.nodes"], tags["bench.node"], tags["bench.host"]) == ("a,b", "b", "h")
+    assert again.nodes["t1"] == ["a", "b"]
+
+
+def test_fits_in_threads_share_the_stop_event_that_tune_waits_on():
+    """Tune 2.x ends a fit when the event its private _setup_signal_catching returned is set; a fit
+    in a thread must get bench's shared one (the main thread sets it on Ctrl-C)."""
+    import inspect
+    from concurrent.futures import ThreadPoolExecutor
+
+    import ray.tune.tune as tune_run
+
+    assert "experiment_interrupted_event = _setup_signal_catching()" in inspect.getsource(tune_run.run)
+    with ThreadPoolExecutor(1) as pool:
+        assert pool.submit(tune_run._setup_signal_catching).result() is tuner._STOP
+    assert tuner.concurrently([lambda: 1, lambda: 2]) == [1, 2]
