@@ -5,6 +5,7 @@ Scoring, checkpoints and MLflow are left out: this is the training loop's speed.
 writes a CSV.
 
     python benchmarks/throughput.py [--variants cgan,acgan,lsgan] [--steps 300] [--pack 1,2,4,8] [--csv t.csv]
+                                    [--set arch=upconv ...]   # a recipe's parts, as `bench run --set`
 
 It imports Ray itself (for the "ray" row) rather than through bench.tuner: the package keeps Ray to that
 module so its other commands work without it; a benchmark of Ray's overhead needs it by definition.
@@ -20,17 +21,17 @@ import time
 import torch
 
 from bench import registry
-from bench.config import build
+from bench.config import parse_sets
 from bench.data import load_mnist
 from bench.trainer import Trainer, default_device
 
 
-def images_per_s(variant: str, steps: int, device: str, threads: int = 1) -> float:
+def images_per_s(variant: str, steps: int, device: str, threads: int = 1, sets: dict | None = None) -> float:
     """Train `steps` G steps of the variant at its smoke config from scratch; images per second (after
     5 warm-up steps, which also pay for lazy initialisation)."""
     torch.set_num_threads(threads)
     cls = registry.get(variant)
-    cfg = build(cls.Config, cls.budgets["smoke"], {})
+    cfg = cls.make_config(cls.budgets["smoke"], sets or {})
     trainer = Trainer(cls, cfg, load_mnist(), device=device)
     for _ in range(5):
         trainer.train_step()
@@ -44,15 +45,15 @@ def images_per_s(variant: str, steps: int, device: str, threads: int = 1) -> flo
     return steps * cfg.batch_size / (time.perf_counter() - start)
 
 
-def _worker(args: tuple[str, int, str], out) -> None:
+def _worker(args: tuple[str, int, str, int, dict], out) -> None:
     out.put(images_per_s(*args))
 
 
-def packed(variant: str, steps: int, device: str, k: int) -> list[float]:
+def packed(variant: str, steps: int, device: str, k: int, sets: dict | None = None) -> list[float]:
     """K trainers at once, each in its own process (as K Ray trials would be); each one's images/s."""
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
-    procs = [ctx.Process(target=_worker, args=((variant, steps, device), out)) for _ in range(k)]
+    procs = [ctx.Process(target=_worker, args=((variant, steps, device, 1, sets), out)) for _ in range(k)]
     for p in procs:
         p.start()
     rates = [out.get() for _ in procs]
@@ -61,13 +62,13 @@ def packed(variant: str, steps: int, device: str, k: int) -> list[float]:
     return rates
 
 
-def under_ray(variant: str, steps: int, device: str) -> float:
+def under_ray(variant: str, steps: int, device: str, sets: dict | None = None) -> float:
     import ray
 
     ray.init(num_cpus=1, num_gpus=1 if device == "cuda" else 0, include_dashboard=False, logging_level="ERROR")
     try:
         task = ray.remote(num_cpus=1, num_gpus=1 if device == "cuda" else 0)(images_per_s)
-        return ray.get(task.remote(variant, steps, device))
+        return ray.get(task.remote(variant, steps, device, 1, sets))
     finally:
         ray.shutdown()
 
@@ -79,7 +80,9 @@ def main() -> None:
     parser.add_argument("--pack", default="1,2,4,8", help="K values: trainers packed on the device at once")
     parser.add_argument("--no-ray", action="store_true", help="skip the row under Ray")
     parser.add_argument("--csv", default="throughput.csv")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a config field, as bench run")
     args = parser.parse_args()
+    sets = parse_sets(args.set)
     device = str(default_device())
     rows = []
 
@@ -91,11 +94,11 @@ def main() -> None:
 
     print(f"device {device}, one thread per trainer, {args.steps} steps each")
     for variant in registry.parse_list(args.variants):
-        add(variant, "trainer", 1, [images_per_s(variant, args.steps, device)])
+        add(variant, "trainer", 1, [images_per_s(variant, args.steps, device, sets=sets)])
         if not args.no_ray:
-            add(variant, "ray", 1, [under_ray(variant, args.steps, device)])
+            add(variant, "ray", 1, [under_ray(variant, args.steps, device, sets)])
         for k in map(int, args.pack.split(",")):
-            add(variant, "packed", k, packed(variant, args.steps, device, k))
+            add(variant, "packed", k, packed(variant, args.steps, device, k, sets))
     with open(args.csv, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
