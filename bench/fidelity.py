@@ -101,9 +101,10 @@ def nearest(queries: torch.Tensor, points: torch.Tensor, *,
     q, p = queries.float(), points.float()
     p_sq = p.square().sum(dim=1)
     indices = []
+    block = torch.empty(CHUNK, len(p))  # reused: a fresh block per step grew the heap to GBs on a 60k² pass
     for start in range(0, len(q), CHUNK):
         rows = slice(start, min(start + CHUNK, len(q)))
-        d = torch.addmm(p_sq, q[rows], p.T, alpha=-2)
+        d = torch.addmm(p_sq, q[rows], p.T, alpha=-2, out=block[: rows.stop - rows.start])
         if exclude is not None:
             d[torch.arange(len(d)), exclude[rows]] = torch.inf
         indices.append(d.argmin(dim=1))
