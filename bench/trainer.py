@@ -14,7 +14,7 @@ import torch
 
 from bench.config import TrainConfig
 from bench.data import NUM_CLASSES, Mnist
-from bench.records import FINAL_PREFIX, GRID_FILE, STATE_FILE, History, TrialResult, periodic_key
+from bench.records import CONFIG_FILE, FINAL_PREFIX, GRID_FILE, STATE_FILE, History, TrialResult, periodic_key
 from bench.samples import generate, grid_png
 from bench.variant import Variant
 
@@ -50,7 +50,7 @@ class Trainer:
         state = {"variant": self.variant.state_dict(), "step": self.step,
                  "gen": self.gen.get_state(), "torch_rng": torch.get_rng_state()}
         torch.save(state, directory / STATE_FILE)
-        (directory / "config.json").write_text(json.dumps(asdict(self.cfg), indent=1, sort_keys=True))
+        (directory / CONFIG_FILE).write_text(json.dumps(asdict(self.cfg), indent=1, sort_keys=True))
         if final:
             grid_png(self.variant, directory / GRID_FILE, seed=self.cfg.seed)
 
