@@ -379,7 +379,9 @@ def _mean_cell(key: str, summary: dict, spread: str) -> str:
 
 
 def _ranking(aggregates: list[dict], metrics: list[str], directions: dict[str, bool]) -> str:
-    primary, others = metrics[0], [k for k in KEY_METRICS if k in metrics[1:]]
+    # A column no variant scored (code accuracy without an InfoGAN) would be dashes only.
+    primary, others = metrics[0], [k for k in KEY_METRICS if k in metrics[1:]
+                                   and any(a["metrics"][k]["n"] for a in aggregates)]
     rows = []
     for agg in aggregates:
         row = {"#": agg["rank"], "variant": agg["variant"],
