@@ -36,6 +36,13 @@ class TrainConfig:
     cas: bool = doc(True, "final evaluation: train a classifier on the samples (eval/cas; conditional "
                           "variants; the costly metric)")
     log_every: int = doc(10, "steps per logged loss point (the mean over that window)")
+    # Opt-in speed options: they pay on a GPU; on a CPU they train correctly but no faster.
+    amp: Literal["none", "bf16"] = doc("none", "autocast the forward passes of each training step to bfloat16 "
+                                               "(weights, optimizer and evaluation stay float32)")
+    channels_last: bool = doc(False, "NHWC memory layout for G, D and the batches (tensor-core convolutions)")
+    compile_mode: Literal["none", "default", "reduce-overhead", "max-autotune"] = doc(
+        "none", "torch.compile G and D (reduce-overhead: with CUDA graphs); compiling takes a while at the start, "
+                "and a gradient penalty cannot be compiled (no double backward)")
 
     def check(self) -> None:
         """Raise BenchError for values no run can use."""

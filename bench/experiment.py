@@ -363,7 +363,7 @@ def search_phase(session: Session, ctx, variant: str, cfg: TrainConfig) -> dict[
     rows = run_phase(session, ctx, f"search-{variant}", fixed | space, expected=opts.num_samples,
                      num_samples=opts.num_samples,
                      search_alg=tuner.search_algorithm(opts.search, space, vars(cfg), ctx, seed=0),
-                     sched=tuner.scheduler(opts.scheduler, ctx, space, max_reports))
+                     sched=tuner.scheduler(opts.scheduler, ctx, space, max_reports, cfg.eval_every))
     best = best_config(rows, opts.metric, metrics.higher_is_better(opts.metric), list(space))
     if best is None:
         print(f"[bench] warning: every search trial of {variant} diverged or failed; phase 2 uses its defaults")

@@ -86,6 +86,9 @@ class RecipeConfig(TrainConfig):
         if self.penalty in GRADIENT_PENALTIES and self.d_norm == "bn":
             raise BenchError(f"penalty={self.penalty} constrains each sample's gradient, but BatchNorm in D mixes "
                              "the samples of a batch (Gulrajani et al. 2017, §4): add --set d_norm=ln (or sn, none)")
+        if self.penalty in GRADIENT_PENALTIES and self.compile_mode != "none":
+            raise BenchError(f"penalty={self.penalty} differentiates D's gradient, which torch.compile cannot "
+                             "(no double backward): drop --set compile_mode or use penalty=none")
         if self.embed == "cbn" and self.g_norm != "bn":
             raise BenchError(f"embed=cbn puts the label into G's BatchNorm layers; it needs g_norm=bn, "
                              f"got g_norm={self.g_norm}")

@@ -14,6 +14,9 @@ from typing import Any
 STATE_FILE = "state.pt"  # in every checkpoint: weights, optimizers, RNG states
 GRID_FILE = "grid.png"  # in the final checkpoint: the 10×10 sample grid
 CONFIG_FILE = "config.json"  # in every checkpoint: the resolved config
+TRIAL_FILE = "trial.json"  # in every checkpoint under Tune: the trial that wrote it and its step (PBT clones it)
+# The first result of a trial restored from another trial's checkpoint (a PBT exploit) names it and its step.
+EXPLOITED_KEY, EXPLOITED_STEP_KEY = "exploited", "exploited_step"
 FINAL_PREFIX, PERIODIC_PREFIX = "eval/", "periodic/"  # the same scores at final_n and at eval_n samples
 SCORE_PREFIXES = (FINAL_PREFIX, PERIODIC_PREFIX, "perf/")
 PENALTY = 1e6  # finite stand-in for a searched metric that has no value (NaN stalls ASHA/Optuna)

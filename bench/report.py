@@ -167,14 +167,26 @@ def _best_first(runs: pd.DataFrame, key: str, higher: bool) -> pd.DataFrame:
 
 
 # --- aggregates --------------------------------------------------------------------------------
+def _defaults(variant: str) -> dict[str, Any]:
+    """The variant's config defaults (its recipe's parts included), or the shared ones for a variant
+    this installation cannot load."""
+    from bench import registry
+
+    try:
+        cls = registry.get(variant).Config
+    except BenchError:
+        cls = TrainConfig
+    return {f.name: f.default for f in dataclasses.fields(cls)}
+
+
 def _shown_config(representative: dict[str, dict]) -> dict[str, dict]:
-    """Per variant, the config keys that differ between variants or (optimizer/model keys) from
-    the shared defaults; the seed and the preset's budget are left out."""
-    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    """Per variant, the config keys that differ between variants or (optimizer/model keys) from that
+    variant's defaults (a `--set` of a part shows); the seed and the preset's budget are left out."""
+    defaults = {v: _defaults(v) for v in representative}
     keys = sorted(set().union(*representative.values()) - {"seed"}) if representative else []
     differs = {k for k in keys if len({repr(c.get(k)) for c in representative.values()}) > 1}
-    off_default = {k for k in keys if k not in BUDGET_KEYS and k in defaults
-                   and any(k in c and c[k] != defaults[k] for c in representative.values())}
+    off_default = {k for k in keys if k not in BUDGET_KEYS
+                   and any(k in c and k in defaults[v] and c[k] != defaults[v][k] for v, c in representative.items())}
     shown = [k for k in keys if k in differs or k in off_default]
     return {v: {k: c[k] for k in shown if k in c} for v, c in representative.items()}
 

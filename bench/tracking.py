@@ -216,6 +216,31 @@ class TrialLog:
             self.c.log_batch(self.run_ids[trial_id], metrics=metrics[i:i + BATCH], tags=tags if i == 0 else [])
         self.last_step[trial_id] = step
 
+    def exploited(self, trial_id: str, donor_id: str, donor_name: str | None, step: int,
+                  config: dict[str, Any]) -> None:
+        """A PBT exploit: from `step` on the trial trains the donor's weights under `config`. MLflow params
+        never change, so they keep the trial's starting config; tag `bench.config` becomes the new one,
+        `bench.exploits` lists every exploit (donor, step, changed values), and each changed value is
+        logged as metric `hparam/<key>` (its starting value at step 0 the first time), so MLflow plots the schedule."""
+        from mlflow.entities import Metric, RunTag
+
+        run_id, now = self.run_ids[trial_id], int(time.time() * 1000)
+        tags = self.c.get_run(run_id).data.tags
+        before = json.loads(tags.get("bench.config", "{}"))
+        changed = {k: v for k, v in config.items() if before.get(k) != v}
+        exploits = json.loads(tags.get("bench.exploits", "[]"))
+        if any(e["step"] == step for e in exploits):  # the same result seen again after a driver restart
+            return
+        exploits.append({"step": step, "donor": donor_name or donor_id,
+                         "donor_run_id": self.run_ids.get(donor_id), "changed": changed})
+        metrics = [Metric(f"hparam/{k}", float(v), now, step) for k, v in changed.items()
+                   if isinstance(v, (int, float))]
+        seen = {k for e in exploits[:-1] for k in e["changed"]}
+        metrics += [Metric(f"hparam/{k}", float(before[k]), now, 0) for k in changed
+                    if k not in seen and isinstance(before.get(k), (int, float))]
+        self.c.log_batch(run_id, metrics=metrics, tags=[
+            RunTag("bench.exploits", json.dumps(exploits)), RunTag("bench.config", json.dumps(config, sort_keys=True))])
+
     def placed(self, trial_id: str, node: str, host: str) -> None:
         """Tags where the trial ran: `bench.node` and `bench.host` of its latest result, `bench.nodes`
         every Ray node in order (two after a node was lost and the trial went on elsewhere)."""

@@ -39,11 +39,22 @@ class Trainer:
         self.scorer = scorer
         torch.manual_seed(cfg.seed)  # weight init
         self.variant = variant_cls(cfg, self.device)
+        self._speed_options()
         # The dataset stays resident on the training device; batches are drawn by index.
         self.images = mnist.train_images.to(self.device)
         self.labels = mnist.train_labels.to(self.device)
         self.gen = torch.Generator(device=self.device).manual_seed(cfg.seed)
         self.step = 0
+
+    def _speed_options(self) -> None:
+        """channels_last and compile_mode change how G and D run, never their parameters or state_dict
+        keys (Module.compile wraps the call in place), so checkpoints load with or without them."""
+        c, v = self.cfg, self.variant
+        for net in (v.g, v.d):
+            if c.channels_last:
+                net.to(memory_format=torch.channels_last)  # in place: the optimizers keep their parameters
+            if c.compile_mode != "none":
+                net.compile(mode=c.compile_mode)
 
     # --- checkpoints -------------------------------------------------------------------
     def save(self, directory: Path, final: bool = False) -> None:
@@ -65,7 +76,13 @@ class Trainer:
     def _batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         idx = torch.randint(0, len(self.images), (self.cfg.batch_size,), generator=self.gen, device=self.device)
         real = self.images[idx].unsqueeze(1).float().div_(127.5).sub_(1.0)
+        if self.cfg.channels_last:
+            real = real.contiguous(memory_format=torch.channels_last)
         return real, self.labels[idx]
+
+    def _autocast(self):
+        # bf16 keeps float32's exponent range, so no loss scaling is needed (unlike float16)
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.amp == "bf16")
 
     def train_step(self) -> dict[str, torch.Tensor]:
         v, c = self.variant, self.cfg
@@ -74,14 +91,16 @@ class Trainer:
             fake_labels = torch.randint(0, NUM_CLASSES, (c.batch_size,), generator=self.gen, device=self.device)
             z = v.sample_z(c.batch_size, self.gen)
             last = k == c.d_steps - 1
-            with torch.set_grad_enabled(last):  # the last fakes are reused by the G step
+            with torch.set_grad_enabled(last), self._autocast():  # the last fakes are reused by the G step
                 fake = v.generate(z, fake_labels)
-            d_losses = v.d_loss(real, labels, fake.detach(), fake_labels, z)
+            with self._autocast():
+                d_losses = v.d_loss(real, labels, fake.detach(), fake_labels, z)
             v.opt_d.zero_grad(set_to_none=True)
             d_losses["d"].backward()
             v.opt_d.step()
         v.d.requires_grad_(False)  # G's backward pass need not fill D's gradients
-        g_losses = v.g_loss(fake, fake_labels, z)
+        with self._autocast():
+            g_losses = v.g_loss(fake, fake_labels, z)
         v.opt_g.zero_grad(set_to_none=True)
         g_losses["g"].backward()
         v.opt_g.step()

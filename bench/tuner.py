@@ -28,7 +28,7 @@ from ray.tune.registry import _Registry
 from bench import faults, registry
 from bench.config import TrainConfig
 from bench.errors import BenchError
-from bench.records import TrialResult, counts, run_name
+from bench.records import EXPLOITED_KEY, EXPLOITED_STEP_KEY, TRIAL_FILE, TrialResult, counts, run_name
 from bench.space import Choice, Grid, Loguniform, Uniform
 from bench.tracking import NOTE_TAG, TrialLog
 from bench.trainer import Trainer
@@ -131,18 +131,25 @@ def trainable(config: dict[str, Any], ctx: TrialContext) -> None:
     make = partial(faults.FaultyTrainer, faults=ctx.faults, trial_key=trial_id) if ctx.faults else Trainer
     trainer = make(variant_cls, cfg, mnist, device=device, scorer=scorer)
 
-    node = node_id()
+    extra = {NODE_KEY: node_id()}
 
     def report(result: TrialResult, ckpt_dir: Path | None) -> None:
-        checkpoint = tune.Checkpoint.from_directory(ckpt_dir) if ckpt_dir else None
-        tune.report(result.to_tune(ctx.metric, ctx.mode) | {NODE_KEY: node}, checkpoint=checkpoint)
+        checkpoint = None
+        if ckpt_dir:
+            (ckpt_dir / TRIAL_FILE).write_text(json.dumps({"trial_id": trial_id, "step": result.step}))
+            checkpoint = tune.Checkpoint.from_directory(ckpt_dir)
+        tune.report(result.to_tune(ctx.metric, ctx.mode) | extra, checkpoint=checkpoint)
+        extra.pop(EXPLOITED_KEY, None), extra.pop(EXPLOITED_STEP_KEY, None)
 
     checkpoint = tune.get_checkpoint()
     if checkpoint is None:
         trainer.run(on_report=report)
-    else:
-        with checkpoint.as_directory() as d:
-            trainer.run(on_report=report, resume_from=Path(d))
+        return
+    with checkpoint.as_directory() as d:
+        writer = json.loads(Path(d, TRIAL_FILE).read_text()) if Path(d, TRIAL_FILE).is_file() else {}
+        if writer.get("trial_id", trial_id) != trial_id:  # PBT cloned another trial's checkpoint into this one
+            extra |= {EXPLOITED_KEY: writer["trial_id"], EXPLOITED_STEP_KEY: writer["step"]}
+        trainer.run(on_report=report, resume_from=Path(d))
 
 
 # --- search --------------------------------------------------------------------------------
@@ -162,8 +169,9 @@ def search_algorithm(kind: str, space: dict[str, Any], defaults: dict[str, Any],
     raise ValueError(kind)
 
 
-def scheduler(kind: str, ctx: TrialContext, space: dict[str, Any], max_reports: int):
-    """ASHA prunes on the intermediate metric; PBT mutates the searched learning rates."""
+def scheduler(kind: str, ctx: TrialContext, space: dict[str, Any], max_reports: int, report_every: int = 1):
+    """ASHA prunes on the intermediate metric; PBT mutates the searched learning rates every
+    `report_every` training steps (each periodic evaluation)."""
     if kind == "none":
         return None
     if kind == "asha":
@@ -171,9 +179,24 @@ def scheduler(kind: str, ctx: TrialContext, space: dict[str, Any], max_reports: 
                                              grace_period=1, reduction_factor=2)
     if kind == "pbt":
         mutations = to_ray({k: v for k, v in space.items() if k.startswith("lr_")})
-        return tune.schedulers.PopulationBasedTraining(metric=ctx.metric, mode=ctx.mode,
-                                                       perturbation_interval=1, hyperparam_mutations=mutations)
+        # Time is the trainer's step (Ray's default, seconds of training, perturbs at arbitrary steps).
+        # Synchronous: every trial waits at each report until all have reached it, so an exploiting
+        # trial clones a checkpoint of its own step and every trial trains exactly the budget's steps.
+        return FinalSafePBT(metric=ctx.metric, mode=ctx.mode, time_attr="step", synch=True,
+                            perturbation_interval=max(report_every, 1), hyperparam_mutations=mutations)
     raise ValueError(kind)
+
+
+class FinalSafePBT(tune.schedulers.PopulationBasedTraining):
+    """PBT whose perturbations skip a trial's final report: a clone made after the last step would score
+    the donor's weights a second time, and a finished trial paused to wait for the others would restart
+    from its final checkpoint to score again. (A Tune stop criterion instead hangs synchronous PBT: a trial
+    stopped that way never reaches the next perturbation, and the paused ones wait for it; Ray 2.60.)"""
+
+    def on_trial_result(self, tune_controller, trial, result):
+        if result.get("final"):
+            return tune.schedulers.TrialScheduler.CONTINUE
+        return super().on_trial_result(tune_controller, trial, result)
 
 
 # --- callbacks on the driver -----------------------------------------------------------------
@@ -217,6 +240,10 @@ class TrialTracker(tune.Callback):
     def on_trial_result(self, iteration, trials, trial, result, **info):
         self._open(trial)
         self.log.log(trial.trial_id, TrialResult.from_tune(result))
+        if EXPLOITED_KEY in result:
+            donor = next((t for t in trials if t.trial_id == result[EXPLOITED_KEY]), None)
+            self.log.exploited(trial.trial_id, result[EXPLOITED_KEY], donor and _trial_name(donor),
+                               int(result[EXPLOITED_STEP_KEY]), asdict(resolve(trial.config)[1]))
         if NODE_KEY in result:
             self.log.placed(trial.trial_id, result[NODE_KEY], str(result.get("hostname", "")))
 

@@ -6,6 +6,11 @@ writes a CSV.
 
     python benchmarks/throughput.py [--variants cgan,acgan,lsgan] [--steps 300] [--pack 1,2,4,8] [--csv t.csv]
                                     [--set arch=upconv ...]   # a recipe's parts, as `bench run --set`
+                                    [--options gpu]           # + the trainer with each speed option
+
+`--options` adds one "trainer" row per speed option (config fields amp, channels_last, compile_mode): `gpu`
+(the default on CUDA) is bf16 autocast, channels_last, torch.compile, CUDA graphs and all together; `none`
+(the default on a CPU) skips them; or a list like `amp=bf16 channels_last=true,amp=bf16` (a comma joins).
 
 It imports Ray itself (for the "ray" row) rather than through bench.tuner: the package keeps Ray to that
 module so its other commands work without it; a benchmark of Ray's overhead needs it by definition.
@@ -45,6 +50,16 @@ def images_per_s(variant: str, steps: int, device: str, threads: int = 1, sets: 
     return steps * cfg.batch_size / (time.perf_counter() - start)
 
 
+GPU_OPTIONS = ["amp=bf16", "channels_last=true", "compile_mode=default", "compile_mode=reduce-overhead",
+               "amp=bf16,channels_last=true,compile_mode=max-autotune"]
+
+
+def option_sets(spec: str, device: str) -> list[str]:
+    if spec == "auto":
+        spec = "gpu" if device == "cuda" else "none"
+    return {"gpu": GPU_OPTIONS, "none": []}.get(spec, spec.split())
+
+
 def _worker(args: tuple[str, int, str, int, dict], out) -> None:
     out.put(images_per_s(*args))
 
@@ -81,6 +96,8 @@ def main() -> None:
     parser.add_argument("--no-ray", action="store_true", help="skip the row under Ray")
     parser.add_argument("--csv", default="throughput.csv")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a config field, as bench run")
+    parser.add_argument("--options", default="auto", help="speed options to time: gpu | none | 'k=v,k=v k=v' "
+                                                          "(default: gpu on CUDA, none on a CPU)")
     args = parser.parse_args()
     sets = parse_sets(args.set)
     device = str(default_device())
@@ -89,12 +106,15 @@ def main() -> None:
     def add(variant: str, mode: str, k: int, rates: list[float]) -> None:
         rows.append({"variant": variant, "mode": mode, "k": k, "img_per_s": round(sum(rates)),
                      "per_trial": round(sum(rates) / k)})
-        print(f"{variant:8s} {mode:8s} K={k:<2d} {sum(rates):8.0f} img/s in all, {sum(rates) / k:6.0f} per trial",
+        print(f"{variant:8s} {mode:12s} K={k:<2d} {sum(rates):8.0f} img/s in all, {sum(rates) / k:6.0f} per trial",
               flush=True)
 
     print(f"device {device}, one thread per trainer, {args.steps} steps each")
     for variant in registry.parse_list(args.variants):
         add(variant, "trainer", 1, [images_per_s(variant, args.steps, device, sets=sets)])
+        for option in option_sets(args.options, device):
+            add(variant, f"trainer+{option}", 1,
+                [images_per_s(variant, args.steps, device, sets=sets | parse_sets(option.split(",")))])
         if not args.no_ray:
             add(variant, "ray", 1, [under_ray(variant, args.steps, device, sets)])
         for k in map(int, args.pack.split(",")):

@@ -40,6 +40,14 @@ def loss_steps(out: Path, run_id: str) -> list[int]:
     return sorted(m.step for m in store(out).get_metric_history(run_id, "loss/d"))
 
 
+def loss_history(out: Path, run_id: str, key: str) -> dict[int, float]:
+    """step → value of one metric; a step logged twice fails (a duplicate would hide in a dict)."""
+    points = store(out).get_metric_history(run_id, key)
+    steps = [m.step for m in points]
+    assert len(steps) == len(set(steps)), f"{key}: steps logged twice in {run_id}"
+    return {m.step: m.value for m in points}
+
+
 @contextmanager
 def driver(args: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen]:
     """`bench run` in its own process group, killed with all its Ray processes when the test ends,

@@ -1,5 +1,6 @@
 """Injected faults: crashes, divergence, a killed driver, Ctrl-C. Nothing is lost or doubled."""
 
+import json
 import os
 import signal
 import threading
@@ -81,16 +82,26 @@ def test_killed_driver_resumes_without_duplicates(tmp_path, ray_cluster):
 
 
 @pytest.mark.slow
-def test_sigterm_stops_like_ctrl_c_and_the_run_resumes(tmp_path, ray_cluster):
-    out = tmp_path / "exp"
-    with driver(two_seeds(out), {"BENCH_FAULT_SLOW": "0.15", "RAY_ADDRESS": ray_cluster}) as proc:
+def test_sigterm_during_concurrent_searches_stops_every_search_and_resumes(tmp_path, ray_cluster):
+    """SIGTERM, as a batch scheduler stops a job, to the driver alone, while two variants' searches run in
+    its threads: both stop as on Ctrl-C (Tune saves each phase), exit 143 with the resume line, and
+    --resume finishes both searches and the seeds phase with every step logged once."""
+    out = tmp_path / "search"
+    args = ["--variants", "cgan,lsgan", "--preset", "search", "--budget", "smoke", "--num-samples", "1",
+            "--seeds", "1", "--output", str(out), *TINY]
+    with driver(args, {"BENCH_FAULT_SLOW": "0.15", "RAY_ADDRESS": ray_cluster}) as proc:
         wait_for_checkpoint(out, proc)
-        proc.send_signal(signal.SIGTERM)  # as a batch scheduler stops a job: the driver alone
+        proc.send_signal(signal.SIGTERM)
         said = proc.communicate(timeout=300)[0].strip().splitlines()
-    assert proc.returncode == 143
+    assert proc.returncode == 143, said
     assert said[-1] == f"stopped by SIGTERM; results so far are kept. Continue with: bench run --resume --output {out}"
     assert "RUNNING" not in {r.info.status for r in all_runs(out)}
-    _resume_and_check(out, 2)
+    assert not json.loads((out / "experiment.json").read_text())["phases"]["search-cgan"].get("done")
+    assert main(["run", "--resume", "--output", str(out)]) == 0
+    runs = trial_runs(out)
+    assert sorted((r.data.tags["phase"], r.data.tags["variant"]) for r in runs) == [
+        ("search", "cgan"), ("search", "lsgan"), ("seeds", "cgan"), ("seeds", "lsgan")]
+    assert all(r.info.status == "FINISHED" and loss_steps(out, r.info.run_id) == list(range(1, 41)) for r in runs)
 
 
 @pytest.mark.slow

@@ -9,7 +9,7 @@ from bench.cli import main
 from bench.config import build
 from bench.experiment import SEARCH_SEED, best_config, sanitize
 
-from e2e import TINY, trial_runs
+from e2e import TINY, loss_history, trial_runs
 
 ROWS = [
     ({"lr_g": 1e-4, "seed": 0}, {"eval/fid": 5.0, "final": 1, "diverged": 0}),
@@ -80,3 +80,35 @@ def test_every_variant_s_search_runs_at_once(tmp_path):
     assert max(cgan.start_time, lsgan.start_time) < min(cgan.end_time, lsgan.end_time)  # the two overlap
     state = json.loads((out / "experiment.json").read_text())
     assert all(state["phases"][p]["done"] for p in ("search-cgan", "search-lsgan", "seeds"))
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("ray_cluster")
+def test_pbt_exploits_continue_from_the_donor_s_weights(tmp_path):
+    """Synchronous PBT, 4 trials, 3 perturbations: each time the worst trial takes the best one's
+    checkpoint and perturbed learning rates. Its MLflow history goes on from the donor's step with
+    the donor's weights, every step logged once."""
+    out = tmp_path / "pbt"
+    assert main(["run", "--variants", "cgan", "--preset", "search", "--budget", "smoke", "--num-samples", "4",
+                 "--seeds", "1", "--scheduler", "pbt", "--output", str(out), *TINY, "--set", "eval_every=10",
+                 "--set", "cas=false"]) == 0
+    search = {r.info.run_id: r for r in trial_runs(out) if r.data.tags["phase"] == "search"}
+    assert len(search) == 4 and {r.info.status for r in search.values()} == {"FINISHED"}
+    exploits = {run_id: json.loads(r.data.tags.get("bench.exploits", "[]")) for run_id, r in search.items()}
+    assert sum(map(len, exploits.values())) >= 1
+    losses = {run_id: loss_history(out, run_id, "loss/d") for run_id in search}
+    for run_id, done in exploits.items():
+        assert sorted(losses[run_id]) == list(range(1, 41))  # one value per step: no gap, no repeat
+        for e in done:
+            donor = e["donor_run_id"]
+            assert donor in search and donor != run_id and e["step"] in (10, 20, 30)
+            assert e["changed"] and set(e["changed"]) <= {"lr_g", "lr_d", "embed"}  # mutated, or the donor's
+            # the first step after the exploit trains the donor's weights on the donor's batches
+            assert losses[run_id][e["step"] + 1] == pytest.approx(losses[donor][e["step"] + 1], rel=1e-5)
+        if done:
+            config = json.loads(search[run_id].data.tags["bench.config"])
+            assert {k: config[k] for k in done[-1]["changed"]} == done[-1]["changed"]
+            key = "lr_g"  # perturbed at every exploit; MLflow plots its schedule: the start value, then each change
+            schedule = loss_history(out, run_id, f"hparam/{key}")
+            assert sorted(schedule) == [0] + [e["step"] for e in done if key in e["changed"]]
+            assert schedule[done[0]["step"]] == pytest.approx(done[0]["changed"][key])

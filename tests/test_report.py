@@ -247,3 +247,18 @@ def test_number_formats():
     assert fmt("eval/fid", 12.34567) == "12.35"
     assert fmt("eval/kid", 0.00123456) == "0.001235"
     assert fmt("eval/fid", math.nan) == "—"
+
+
+def test_config_column_names_the_parts_a_run_set():
+    """`bench run --variants cgan --set arch=upconv` alone: the column says arch=upconv, not 'defaults'."""
+    from dataclasses import asdict
+
+    from bench import registry
+    from bench.report import _shown_config
+
+    cgan = asdict(registry.get("cgan").make_config())
+    assert _shown_config({"cgan": cgan}) == {"cgan": {}}
+    assert _shown_config({"cgan": cgan | {"arch": "upconv", "g_channels": 64}}) == {
+        "cgan": {"arch": "upconv", "g_channels": 64}}
+    # a variant that cannot be loaded here is compared with the shared defaults
+    assert _shown_config({"gone.mod:GAN": cgan | {"arch": "upconv"}}) == {"gone.mod:GAN": {}}
