@@ -36,7 +36,7 @@ class TrainConfig:
     cas: bool = doc(True, "final evaluation: train a classifier on the samples (eval/cas; conditional "
                           "variants; the costly metric)")
     log_every: int = doc(10, "steps per logged loss point (the mean over that window)")
-    # Opt-in speed options: they pay on a GPU; on a CPU they train correctly but no faster.
+    # Opt-in speed options, meant for GPUs (CPU speeds: benchmarks/throughput.py --options).
     amp: Literal["none", "bf16"] = doc("none", "autocast the forward passes of each training step to bfloat16 "
                                                "(weights, optimizer and evaluation stay float32)")
     channels_last: bool = doc(False, "NHWC memory layout for G, D and the batches (tensor-core convolutions)")
