@@ -223,6 +223,7 @@ class TrialLog:
         `bench.exploits` lists every exploit (donor, step, changed values), and each changed value is
         logged as metric `hparam/<key>` (its starting value at step 0 the first time), so MLflow plots the schedule."""
         from mlflow.entities import Metric, RunTag
+        from mlflow.utils.validation import MAX_TAG_VAL_LENGTH
 
         run_id, now = self.run_ids[trial_id], int(time.time() * 1000)
         tags = self.c.get_run(run_id).data.tags
@@ -231,11 +232,13 @@ class TrialLog:
         exploits = json.loads(tags.get("bench.exploits", "[]"))
         if any(e["step"] == step for e in exploits):  # the same result seen again after a driver restart
             return
+        seen = {k for e in exploits for k in e["changed"]}  # keys whose start value is logged already
         exploits.append({"step": step, "donor": donor_name or donor_id,
                          "donor_run_id": self.run_ids.get(donor_id), "changed": changed})
+        while len(json.dumps(exploits)) > MAX_TAG_VAL_LENGTH and len(exploits) > 1:
+            exploits.pop(0)  # MLflow refuses a longer tag (a long PBT run): the latest exploits are kept
         metrics = [Metric(f"hparam/{k}", float(v), now, step) for k, v in changed.items()
                    if isinstance(v, (int, float))]
-        seen = {k for e in exploits[:-1] for k in e["changed"]}
         metrics += [Metric(f"hparam/{k}", float(before[k]), now, 0) for k in changed
                     if k not in seen and isinstance(before.get(k), (int, float))]
         self.c.log_batch(run_id, metrics=metrics, tags=[

@@ -190,8 +190,7 @@ def scheduler(kind: str, ctx: TrialContext, space: dict[str, Any], max_reports: 
 class FinalSafePBT(tune.schedulers.PopulationBasedTraining):
     """PBT whose perturbations skip a trial's final report: a clone made after the last step would score
     the donor's weights a second time, and a finished trial paused to wait for the others would restart
-    from its final checkpoint to score again. (A Tune stop criterion instead hangs synchronous PBT: a trial
-    stopped that way never reaches the next perturbation, and the paused ones wait for it; Ray 2.60.)"""
+    from its final checkpoint to score again."""
 
     def on_trial_result(self, tune_controller, trial, result):
         if result.get("final"):

@@ -121,3 +121,28 @@ def test_fits_in_threads_share_the_stop_event_that_tune_waits_on():
     with ThreadPoolExecutor(1) as pool:
         assert pool.submit(tune_run._setup_signal_catching).result() is tuner._STOP
     assert tuner.concurrently([lambda: 1, lambda: 2]) == [1, 2]
+
+
+def test_pbt_exploits_are_tagged_once_each_and_the_tag_stays_within_mlflow_s_limit(tmp_path):
+    from mlflow.utils.validation import MAX_TAG_VAL_LENGTH
+
+    uri = default_uri(tmp_path)
+    exp = ensure_experiment(uri, "exp", tmp_path / "mlartifacts")
+    parent = start_parent(uri, exp, "exp:search", {"bench.session": "s1", "phase": "search"})
+    log = TrialLog(uri, exp, parent, "s1")
+    start = {"lr_g": 1e-3, "lr_d": 1e-3, "embed": "concat"}
+    log.open("t1", "cgan__search__0__t1", start, {"bench.config": json.dumps(start)})
+    log.open("t2", "cgan__search__0__t2", start, {"bench.config": json.dumps(start)})
+    for k in range(1, 121):  # a long PBT run: 120 exploits by t1, each at a new step, each logged twice
+        config = {"lr_g": 1e-3 * 1.2 ** (k % 7 + 1), "lr_d": 1e-3, "embed": "multiply"}
+        for _ in range(2):
+            log.exploited("t1", "t2", "cgan__search__0__t2", 10 * k, config)
+    run = trial_runs(client(uri), exp, "s1")["t1"]
+    exploits = json.loads(run.data.tags["bench.exploits"])
+    assert len(run.data.tags["bench.exploits"]) <= MAX_TAG_VAL_LENGTH
+    assert exploits[-1]["step"] == 1200 and [e["step"] for e in exploits] == sorted({e["step"] for e in exploits})
+    assert exploits[0]["donor"] == "cgan__search__0__t2" and exploits[0]["donor_run_id"] == log.run_ids["t2"]
+    assert json.loads(run.data.tags["bench.config"]) == config
+    schedule = client(uri).get_metric_history(run.info.run_id, "hparam/lr_g")
+    assert sorted(m.step for m in schedule) == [0] + [10 * k for k in range(1, 121)]  # start value once, then each
+    assert {m.step: m.value for m in schedule}[0] == 1e-3 and run.data.params["lr_g"] == "0.001"  # params: the start
