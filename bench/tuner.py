@@ -131,15 +131,16 @@ def trainable(config: dict[str, Any], ctx: TrialContext) -> None:
     make = partial(faults.FaultyTrainer, faults=ctx.faults, trial_key=trial_id) if ctx.faults else Trainer
     trainer = make(variant_cls, cfg, mnist, device=device, scorer=scorer)
 
-    extra = {NODE_KEY: node_id()}
+    node = {NODE_KEY: node_id()}
+    once: dict[str, Any] = {}  # the first report after a PBT exploit names the donor and its step
 
     def report(result: TrialResult, ckpt_dir: Path | None) -> None:
         checkpoint = None
         if ckpt_dir:
             (ckpt_dir / TRIAL_FILE).write_text(json.dumps({"trial_id": trial_id, "step": result.step}))
             checkpoint = tune.Checkpoint.from_directory(ckpt_dir)
-        tune.report(result.to_tune(ctx.metric, ctx.mode) | extra, checkpoint=checkpoint)
-        extra.pop(EXPLOITED_KEY, None), extra.pop(EXPLOITED_STEP_KEY, None)
+        tune.report(result.to_tune(ctx.metric, ctx.mode) | node | once, checkpoint=checkpoint)
+        once.clear()
 
     checkpoint = tune.get_checkpoint()
     if checkpoint is None:
@@ -148,7 +149,7 @@ def trainable(config: dict[str, Any], ctx: TrialContext) -> None:
     with checkpoint.as_directory() as d:
         writer = json.loads(Path(d, TRIAL_FILE).read_text()) if Path(d, TRIAL_FILE).is_file() else {}
         if writer.get("trial_id", trial_id) != trial_id:  # PBT cloned another trial's checkpoint into this one
-            extra |= {EXPLOITED_KEY: writer["trial_id"], EXPLOITED_STEP_KEY: writer["step"]}
+            once |= {EXPLOITED_KEY: writer["trial_id"], EXPLOITED_STEP_KEY: writer["step"]}
         trainer.run(on_report=report, resume_from=Path(d))
 
 

@@ -37,7 +37,7 @@ def all_runs(out: Path) -> list:
 
 
 def loss_steps(out: Path, run_id: str) -> list[int]:
-    return sorted(m.step for m in store(out).get_metric_history(run_id, "loss/d"))
+    return sorted(loss_history(out, run_id, "loss/d"))
 
 
 def loss_history(out: Path, run_id: str, key: str) -> dict[int, float]:
