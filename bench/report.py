@@ -479,7 +479,8 @@ def _significance(key: str, table: pd.DataFrame | None, untested: list[str], dir
 
 
 def _trials(runs: pd.DataFrame, metrics: list[str], ranked: list[str], directions: dict[str, bool]) -> str:
-    shown = [k for k in metrics if not k.startswith(PER_CLASS_PREFIXES) and k != "eval/kid_std"]
+    shown = [k for k in metrics if not k.startswith(PER_CLASS_PREFIXES) and k != "eval/kid_std"
+             and runs[k].notna().any()]  # a column no run scored (code accuracy without an InfoGAN) says nothing
     order = runs.assign(rank=runs["variant"].map(ranked.index)).sort_values(
         ["rank", "phase", "seed", "run_name"], kind="stable")
     rows = [{"run": r["run_name"], "variant": r["variant"], "phase": r["phase"], "seed": r["seed"],

@@ -46,7 +46,8 @@ def _run(variant: str, phase: str, seed: int, fid: float, acc: float, tmp: Path,
            "grid_path": _grid(tmp / f"{variant}{phase}{seed}.png", seed / 3),
            "eval/fid": fid, "eval/kid": fid / 1000, "eval/kid_std": 1e-4, "eval/classifier_score": 9 - fid / 10,
            "eval/class_coverage": 1.0, "eval/class_entropy": 2.2, "eval/label_accuracy": acc,
-           "perf/img_per_s": 12345.6, "perf/train_s": 60.0 + seed}
+           "perf/img_per_s": 12345.6, "perf/train_s": 60.0 + seed,
+           "eval/code_accuracy": math.nan}  # stored for no run here: InfoGAN's metric
     row |= {f"eval/class_acc/{c}": acc - c / 100 for c in range(10)}
     conditional = 1.0 if math.isfinite(acc) else math.nan  # intra-FID and CAS need labels
     row |= {"eval/precision": 0.9 - fid / 100, "eval/recall": 0.2 + fid / 100, "eval/density": 1.1 - fid / 100,
@@ -173,6 +174,7 @@ def test_trial_table_shows_failures_and_provenance(written):
     assert COMMAND in text and "f" * 64 in text
     assert "bench sample RUN_ID --tracking-uri " in text and "--n 10000 --out s.npz" in text
     assert "bench evaluate s.npz --seed SEED --split SPLIT" in text
+    assert "code accuracy" not in text  # no run scored it: no column of dashes, in the ranking or here
 
 
 def test_assets_are_linked_and_exist(written):
